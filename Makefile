@@ -1,0 +1,60 @@
+# airflow-provider-mlops: `make demo` and `make test` do all the set-up on a fresh clone.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+UV_VERSION := 0.13.9
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+
+# The embedded default: Airflow and MLflow state under the repository, git-ignored.
+export MLOPS_HOME := $(CURDIR)
+export AIRFLOW_HOME := $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__EXECUTOR := LocalExecutor
+export AIRFLOW__CORE__PARALLELISM := 4
+export AIRFLOW__USAGE_DATA_COLLECTION__ENABLED := False
+export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL := 30
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
+export SCARF_ANALYTICS := false
+export UV_COMPILE_BYTECODE := 1
+export UV_LINK_MODE := copy
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help install demo test lint unit integration up bench clean
+
+help:
+	@echo "make demo   - install into .venv and run the retraining loop end to end (embedded default)"
+	@echo "make test   - install, lint and run every test"
+	@echo "make up     - Airflow UI (airflow standalone) and MLflow UI on 127.0.0.1"
+	@echo "make bench  - benchmarks; prints figures and writes bench/RESULTS.md"
+
+$(VENV)/.installed: pyproject.toml uv.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv sync --frozen --all-extras --python $(BIN)/python
+	@touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/python -m demo
+
+lint: install
+	$(BIN)/ruff check provider dags plugins tests bench demo
+	$(BIN)/ruff format --check provider dags plugins tests bench demo
+
+test: lint
+	$(BIN)/python -m pytest
+
+up: install
+	$(BIN)/python -m demo.up
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf .airflow .airflow-test .mlflow .mlops $(VENV)

@@ -1,0 +1,243 @@
+"""Reading and writing tabular data at URIs, and content fingerprints. No Airflow in here.
+
+A dataset URI is a local path, a glob (``data/*.csv``), ``file://...`` or any fsspec URI
+(``s3://bucket/key.parquet``). Remote filesystems are passed in by the caller (the operators get them
+from Airflow's object storage, with an Airflow connection), so this module stays pure.
+Formats: CSV (``.csv``, ``.csv.gz``, UTF-8) and Parquet (``.parquet``, ``.pq``).
+"""
+
+from __future__ import annotations
+
+import csv
+import glob as globlib
+import hashlib
+import io
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from mlops_provider.exceptions import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from fsspec import AbstractFileSystem
+
+CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+GLOB_CHARS = set("*?[")
+
+
+def is_local(uri: str) -> bool:
+    scheme = urlsplit(uri).scheme
+    return scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt")
+
+
+def local_path(uri: str) -> str:
+    return urlsplit(uri).path if uri.startswith("file://") else uri
+
+
+def resolve_uri(uri: str, base_dir: str | os.PathLike[str] | None) -> str:
+    """Resolve a relative local path against ``base_dir``; URIs with a scheme are returned as they are."""
+    if not uri or not isinstance(uri, str):
+        raise DataError(f"dataset URI must be a non-empty string, got {uri!r}")
+    if not is_local(uri) or base_dir is None:
+        return uri
+    path = local_path(uri)
+    if not os.path.isabs(path):
+        path = os.path.join(os.fspath(base_dir), path)
+    return os.path.normpath(path)
+
+
+def _format_of(path: str) -> str:
+    lower = path.lower()
+    if lower.endswith(CSV_SUFFIXES):
+        return "csv"
+    if lower.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    raise DataError(
+        f"{path}: unsupported format (expected a name ending in {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)})"
+    )
+
+
+def expand(uri: str, fs: AbstractFileSystem | None = None) -> list[str]:
+    """The files a URI names, sorted; a glob must match at least one file."""
+    has_glob = bool(GLOB_CHARS & set(uri))
+    if is_local(uri):
+        path = local_path(uri)
+        if has_glob:
+            files = sorted(p for p in globlib.glob(path, recursive=True) if os.path.isfile(p))
+            if not files:
+                raise DataError(f"{uri}: no file matches this pattern")
+            return files
+        if os.path.isdir(path):
+            files = sorted(
+                str(p) for p in Path(path).iterdir() if p.is_file() and p.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES)
+            )
+            if not files:
+                raise DataError(f"{uri}: the folder holds no CSV or Parquet file")
+            return files
+        if not os.path.exists(path):
+            raise DataError(f"{uri}: no such file")
+        return [path]
+    if fs is None:
+        raise DataError(f"{uri}: no filesystem available for this URI scheme")
+    scheme = urlsplit(uri).scheme
+    try:
+        if has_glob:
+            found = sorted(fs.glob(uri))
+        elif fs.isdir(uri):
+            found = sorted(p for p in fs.ls(uri, detail=False) if p.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES))
+        elif fs.exists(uri):
+            found = [uri]
+        else:
+            found = []
+    except (OSError, ValueError) as err:
+        raise DataError(f"{uri}: cannot list ({type(err).__name__}: {err})") from err
+    if not found:
+        raise DataError(f"{uri}: no such file")
+    return [p if "://" in p else f"{scheme}://{p}" for p in found]
+
+
+def _check_header(names: Sequence[Any], where: str) -> None:
+    seen: set[str] = set()
+    duplicates = sorted({str(n) for n in names if (str(n) in seen or seen.add(str(n)))})
+    if duplicates:
+        raise DataError(f"{where}: duplicate column name(s) {', '.join(map(repr, duplicates))}")
+
+
+def _read_one(path: str, fs: AbstractFileSystem | None, columns: Sequence[str] | None) -> pd.DataFrame:
+    import pandas as pd
+
+    fmt = _format_of(path)
+    opener = open if fs is None else fs.open
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read ({type(err).__name__}: {err})") from err
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(io.BytesIO(raw))
+        except Exception as err:  # pyarrow raises many kinds
+            raise DataError(f"{path}: not a readable Parquet file ({err})") from err
+        _check_header(table.schema.names, path)
+        frame = table.to_pandas()
+    else:
+        if path.lower().endswith(".gz"):
+            import gzip
+
+            try:
+                raw = gzip.decompress(raw)
+            except OSError as err:
+                raise DataError(f"{path}: not a valid gzip file ({err})") from err
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise DataError(
+                f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
+                "re-encode the file as UTF-8"
+            ) from None
+        if not text.strip():
+            raise DataError(f"{path}: the file is empty (no header row)")
+        sep = "\t" if path.lower().endswith(".tsv") else ","
+        header = next(csv.reader(io.StringIO(text.split("\n", 1)[0]), delimiter=sep))
+        _check_header(header, path)
+        try:
+            frame = pd.read_csv(io.StringIO(text), sep=sep, low_memory=False)
+        except (pd.errors.ParserError, ValueError) as err:
+            raise DataError(f"{path}: malformed CSV ({err})") from err
+    if columns is not None:
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {', '.join(map(repr, missing))}")
+        frame = frame[list(columns)]
+    return frame
+
+
+def read_frame(
+    uri: str, fs: AbstractFileSystem | None = None, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Read every file a URI names into one DataFrame; all files must share one set of columns."""
+    import pandas as pd
+
+    files = expand(uri, fs)
+    frames = []
+    for path in files:
+        frame = _read_one(path, fs, columns)
+        if frames and list(frame.columns) != list(frames[0].columns):
+            first = set(frames[0].columns)
+            extra = sorted(set(frame.columns) - first)
+            missing = sorted(first - set(frame.columns))
+            raise DataError(
+                f"{path}: columns differ from {files[0]} (extra: {extra or 'none'}, missing: {missing or 'none'})"
+            )
+        frames.append(frame)
+    if len(frames) == 1:
+        return frames[0]
+    return pd.concat(frames, ignore_index=True)
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """A content hash of a DataFrame: column names, dtypes and values, independent of the index."""
+    import pandas as pd
+
+    digest = hashlib.sha256()
+    digest.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return f"sha256:{digest.hexdigest()}"
+
+
+def write_frame_atomic(frame: pd.DataFrame, uri: str, fs: AbstractFileSystem | None = None) -> str:
+    """
+    Write a DataFrame to ``uri`` (CSV or Parquet by suffix) so that readers never see a partial file:
+    write a temporary sibling, then rename (local) or move (object stores create the object whole).
+    """
+    fmt = _format_of(uri)
+    buffer = io.BytesIO()
+    if fmt == "parquet":
+        frame.to_parquet(buffer, index=False)
+    else:
+        frame.to_csv(buffer, index=False)
+    return write_bytes_atomic(buffer.getvalue(), uri, fs)
+
+
+def write_bytes_atomic(data: bytes, uri: str, fs: AbstractFileSystem | None = None) -> str:
+    """Write bytes to ``uri`` through a temporary name; return the final URI."""
+    if is_local(uri):
+        path = local_path(uri)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+    if fs is None:
+        raise DataError(f"{uri}: no filesystem available for this URI scheme")
+    parent, _, name = uri.rpartition("/")
+    tmp = f"{parent}/_tmp-{uuid.uuid4().hex}-{name}"
+    try:
+        with fs.open(tmp, "wb") as handle:
+            handle.write(data)
+        fs.mv(tmp, uri)
+    except OSError as err:
+        raise DataError(f"{uri}: cannot write ({type(err).__name__}: {err})") from err
+    finally:
+        try:
+            if fs.exists(tmp):
+                fs.rm(tmp)
+        except OSError:
+            pass
+    return uri

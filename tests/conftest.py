@@ -1,0 +1,58 @@
+"""Test environment: a private AIRFLOW_HOME and a temporary MLflow store per test that needs one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Set before anything imports airflow.
+os.environ.setdefault("AIRFLOW_HOME", str(ROOT / ".airflow-test"))
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor"
+os.environ["AIRFLOW__CORE__PARALLELISM"] = "4"
+os.environ["AIRFLOW__USAGE_DATA_COLLECTION__ENABLED"] = "False"
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("AIRFLOW_CONN_MLFLOW_DEFAULT", None)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated Airflow metadata DB (SQLite) in the test AIRFLOW_HOME, created once per session."""
+    home = Path(os.environ["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=os.environ.copy(),
+    )
+    return home
+
+
+def mlflow_connection(tmp_path: Path, **extra: object) -> str:
+    """JSON for an AIRFLOW_CONN_* variable pointing at a fresh SQLite MLflow store under tmp_path."""
+    store = tmp_path / "mlflow"
+    store.mkdir(exist_ok=True)
+    payload = {
+        "conn_type": "mlflow",
+        "host": f"sqlite:///{store / 'mlflow.db'}",
+        "extra": {"artifact_location": (store / "artifacts").as_uri(), **extra},
+    }
+    return json.dumps(payload)
+
+
+@pytest.fixture
+def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the default MLflow connection at a temporary SQLite store; yields its folder."""
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", mlflow_connection(tmp_path))
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
+    return tmp_path / "mlflow"
