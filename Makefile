@@ -19,6 +19,7 @@ export AIRFLOW__USAGE_DATA_COLLECTION__ENABLED := False
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL := 30
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
+export MLOPS_MLFLOW_UI_URL ?= http://127.0.0.1:5000
 export SCARF_ANALYTICS := false
 export UV_COMPILE_BYTECODE := 1
 export UV_LINK_MODE := copy
@@ -34,8 +35,9 @@ help:
 
 $(VENV)/.installed: pyproject.toml uv.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --upgrade >/dev/null
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
-	$(BIN)/uv sync --frozen --all-extras --python $(BIN)/python
+	$(BIN)/uv sync --frozen --inexact --all-extras --python $(BIN)/python
 	@touch $@
 
 install: $(VENV)/.installed

@@ -15,3 +15,7 @@ class MLflowUnavailableError(AirflowException):
 
 class DataError(AirflowFailException):
     """A dataset is missing, unreadable or does not have the expected shape."""
+
+
+class DataUnavailableError(AirflowException):
+    """Object storage could not be reached or answered with a transient error: the task may retry."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from mlops_provider.exceptions import DataError
+from mlops_provider.exceptions import DataError, DataUnavailableError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -74,7 +74,9 @@ def expand(uri: str, fs: AbstractFileSystem | None = None) -> list[str]:
             return files
         if os.path.isdir(path):
             files = sorted(
-                str(p) for p in Path(path).iterdir() if p.is_file() and p.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES)
+                str(p)
+                for p in Path(path).iterdir()
+                if p.is_file() and p.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES)
             )
             if not files:
                 raise DataError(f"{uri}: the folder holds no CSV or Parquet file")
@@ -89,13 +91,17 @@ def expand(uri: str, fs: AbstractFileSystem | None = None) -> list[str]:
         if has_glob:
             found = sorted(fs.glob(uri))
         elif fs.isdir(uri):
-            found = sorted(p for p in fs.ls(uri, detail=False) if p.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES))
+            found = sorted(
+                p for p in fs.ls(uri, detail=False) if p.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES)
+            )
         elif fs.exists(uri):
             found = [uri]
         else:
             found = []
+    except PermissionError as err:
+        raise DataError(f"{uri}: access denied ({err})") from err
     except (OSError, ValueError) as err:
-        raise DataError(f"{uri}: cannot list ({type(err).__name__}: {err})") from err
+        raise DataUnavailableError(f"{uri}: cannot list ({type(err).__name__}: {err})") from err
     if not found:
         raise DataError(f"{uri}: no such file")
     return [p if "://" in p else f"{scheme}://{p}" for p in found]
@@ -118,8 +124,12 @@ def _read_one(path: str, fs: AbstractFileSystem | None, columns: Sequence[str] |
             raw = handle.read()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except OSError as err:
+    except (PermissionError, IsADirectoryError) as err:
         raise DataError(f"{path}: cannot read ({type(err).__name__}: {err})") from err
+    except OSError as err:
+        if fs is None:
+            raise DataError(f"{path}: cannot read ({type(err).__name__}: {err})") from err
+        raise DataUnavailableError(f"{path}: cannot read, will retry ({type(err).__name__}: {err})") from err
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -232,8 +242,10 @@ def write_bytes_atomic(data: bytes, uri: str, fs: AbstractFileSystem | None = No
         with fs.open(tmp, "wb") as handle:
             handle.write(data)
         fs.mv(tmp, uri)
+    except PermissionError as err:
+        raise DataError(f"{uri}: cannot write ({err})") from err
     except OSError as err:
-        raise DataError(f"{uri}: cannot write ({type(err).__name__}: {err})") from err
+        raise DataUnavailableError(f"{uri}: cannot write, will retry ({type(err).__name__}: {err})") from err
     finally:
         try:
             if fs.exists(tmp):

@@ -377,12 +377,16 @@ class MLflowHook(BaseHook):
             message = message.replace(secret, "***")
         for uri in {self.settings.tracking_uri, self.settings.registry_uri}:
             message = message.replace(uri, redact_uri(uri))
-        if len(message) > 500:
-            message = message[:500] + "..."
+        message = message.split(". To increase the timeout", 1)[0]
+        if len(message) > 600:
+            message = message[:600] + "..."
         status = getattr(err, "error_code", "") or ""
         if status in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
             return MLflowConfigError(f"MLflow at {self.describe()} refused the credentials: {message}")
-        return MLflowUnavailableError(f"MLflow at {self.describe()} is unreachable or failing: {message}")
+        return MLflowUnavailableError(
+            f"MLflow at {self.describe()} is unreachable or failing (timeout {self.settings.timeout}s per "
+            f"request, {self.settings.max_retries} retries): {message}"
+        )
 
     def test_connection(self) -> tuple[bool, str]:
         """Used by the Airflow UI's "Test" button."""

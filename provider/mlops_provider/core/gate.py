@@ -1,0 +1,446 @@
+"""The promotion gate: decisions from metrics, the alias-move history, and a registry lock.
+
+No Airflow in here. :func:`evaluate_gates` and :func:`decide` are pure functions of metric values and
+the gate configuration. :class:`RegistryLock` and the alias helpers take an ``MlflowClient``.
+
+Gate configuration (the config file's ``evaluation`` section)::
+
+    thresholds:  {metric: {min: x, max: y}}          # absolute bounds, either or both
+    vs_champion: {metric: {min_delta: d}}            # least improvement over the champion
+    slices:      {column: c, max_gap: {metric: g}}   # largest allowed gap between two slices
+
+For ``rmse``, ``mae`` and ``log_loss`` lower is better: the improvement is ``champion - challenger``;
+for the others it is ``challenger - champion``. A negative ``min_delta`` tolerates a small loss.
+A metric that is missing, NaN or infinite fails every gate that reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mlops_provider.core.metrics import higher_is_better, is_finite_number, metric_names, slice_gap
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+FIRST_RUN_POLICIES = ("promote", "require_approval")
+APPROVAL_MODES = ("auto", "manual")
+HISTORY_TAG = "mlops.alias_history.{alias}"  # registered-model tag: JSON list, newest last
+HISTORY_MAX_ENTRIES = 25
+HISTORY_MAX_CHARS = 4900  # fits the 5000-character tag values of older MLflow servers
+DECISION_PREFIX = "mlops.gate."
+PREVIOUS_ALIAS = "previous_champion"
+
+
+class GateConfigError(ValueError):
+    """The gate configuration is invalid (unknown metric, bad bound)."""
+
+
+@dataclass
+class GateResult:
+    gate: str  # threshold_min | threshold_max | vs_champion | slice_gap
+    metric: str
+    value: float | None
+    threshold: float | None
+    passed: bool
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Decision:
+    decision: str  # "promote" | "refuse" | "await_approval"
+    reason: str
+    gates: list[GateResult] = field(default_factory=list)
+
+    @property
+    def all_passed(self) -> bool:
+        return all(g.passed for g in self.gates)
+
+
+def _number(value: Any, where: str) -> float:
+    if not is_finite_number(value):
+        raise GateConfigError(f"{where} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _check_metric(metric: Any, task_type: str, where: str) -> str:
+    names = metric_names(task_type)
+    if metric not in names:
+        raise GateConfigError(
+            f"{where}: unknown metric {metric!r} for {task_type}; expected one of {', '.join(names)}"
+        )
+    return str(metric)
+
+
+def validate_config(
+    task_type: str,
+    thresholds: Mapping[str, Any] | None,
+    vs_champion: Mapping[str, Any] | None,
+    slices: Mapping[str, Any] | None,
+) -> None:
+    """Raise GateConfigError naming the key at fault; returns None when the configuration is usable."""
+    metric_names(task_type)
+    for section, spec, allowed in (
+        ("thresholds", thresholds, {"min", "max"}),
+        ("vs_champion", vs_champion, {"min_delta"}),
+    ):
+        if spec is None:
+            continue
+        if not isinstance(spec, Mapping):
+            raise GateConfigError(f"{section} must be a mapping of metric -> bounds, got {spec!r}")
+        for metric, bounds in spec.items():
+            _check_metric(metric, task_type, section)
+            if not isinstance(bounds, Mapping) or not bounds:
+                raise GateConfigError(
+                    f"{section}.{metric} must be a mapping with {sorted(allowed)}, got {bounds!r}"
+                )
+            unknown = set(bounds) - allowed
+            if unknown:
+                raise GateConfigError(
+                    f"{section}.{metric}: unknown key(s) {sorted(unknown)}; allowed {sorted(allowed)}"
+                )
+            for key, value in bounds.items():
+                _number(value, f"{section}.{metric}.{key}")
+    if slices is not None:
+        if not isinstance(slices, Mapping) or not isinstance(slices.get("column"), str):
+            raise GateConfigError(
+                f"slices must be {{column: <name>, max_gap: {{metric: gap}}}}, got {slices!r}"
+            )
+        unknown = set(slices) - {"column", "max_gap"}
+        if unknown:
+            raise GateConfigError(f"slices: unknown key(s) {sorted(unknown)}; allowed ['column', 'max_gap']")
+        gaps = slices.get("max_gap") or {}
+        if not isinstance(gaps, Mapping):
+            raise GateConfigError(f"slices.max_gap must be a mapping of metric -> gap, got {gaps!r}")
+        for metric, gap in gaps.items():
+            _check_metric(metric, task_type, "slices.max_gap")
+            if _number(gap, f"slices.max_gap.{metric}") < 0:
+                raise GateConfigError(f"slices.max_gap.{metric} must be >= 0, got {gap!r}")
+
+
+def _missing(metric: str, value: Any, whose: str) -> str:
+    if value is None:
+        return f"{metric} of the {whose} is missing or not finite"
+    return f"{metric} of the {whose} is {value!r}, not a finite number"
+
+
+def evaluate_gates(
+    challenger: Mapping[str, Any],
+    *,
+    champion: Mapping[str, Any] | None = None,
+    thresholds: Mapping[str, Any] | None = None,
+    vs_champion: Mapping[str, Any] | None = None,
+    slices: Mapping[str, Mapping[str, Any]] | None = None,
+    max_gap: Mapping[str, Any] | None = None,
+) -> list[GateResult]:
+    """
+    One result per configured check. ``champion=None`` means there is no champion: ``vs_champion``
+    checks are not evaluated (the first-run policy decides). ``slices`` are the challenger's per-slice
+    reports (from :func:`mlops_provider.core.metrics.slice_metrics`).
+    """
+    results: list[GateResult] = []
+    for metric, bounds in (thresholds or {}).items():
+        value = challenger.get(metric)
+        finite = is_finite_number(value)
+        for key, gate, ok in (
+            ("min", "threshold_min", lambda v, t: v >= t),
+            ("max", "threshold_max", lambda v, t: v <= t),
+        ):
+            if key not in bounds:
+                continue
+            limit = float(bounds[key])
+            if not finite:
+                results.append(
+                    GateResult(gate, metric, None, limit, False, _missing(metric, value, "challenger"))
+                )
+                continue
+            passed = ok(float(value), limit)
+            sign = ">=" if key == "min" else "<="
+            results.append(
+                GateResult(
+                    gate,
+                    metric,
+                    float(value),
+                    limit,
+                    passed,
+                    f"{metric} {float(value):.6g} {sign} {limit:g}: {passed}",
+                )
+            )
+    if champion is not None:
+        for metric, spec in (vs_champion or {}).items():
+            min_delta = float(spec["min_delta"])
+            new, old = challenger.get(metric), champion.get(metric)
+            if not is_finite_number(new) or not is_finite_number(old):
+                whose = "challenger" if not is_finite_number(new) else "champion"
+                bad = new if whose == "challenger" else old
+                results.append(
+                    GateResult("vs_champion", metric, None, min_delta, False, _missing(metric, bad, whose))
+                )
+                continue
+            improvement = float(new) - float(old) if higher_is_better(metric) else float(old) - float(new)
+            passed = improvement >= min_delta
+            direction = "higher" if higher_is_better(metric) else "lower"
+            results.append(
+                GateResult(
+                    "vs_champion",
+                    metric,
+                    improvement,
+                    min_delta,
+                    passed,
+                    f"{metric}: challenger {float(new):.6g} vs champion {float(old):.6g} ({direction} is better), "
+                    f"improvement {improvement:.6g} >= {min_delta:g}: {passed}",
+                )
+            )
+    for metric, gap_limit in (max_gap or {}).items():
+        limit = float(gap_limit)
+        gap, missing = slice_gap(slices or {}, metric)
+        if missing or gap is None:
+            detail = (
+                f"{metric} is not finite in slice(s) {', '.join(missing)}"
+                if missing
+                else f"fewer than two slices have {metric}"
+            )
+            results.append(GateResult("slice_gap", metric, gap, limit, False, detail))
+            continue
+        passed = gap <= limit
+        results.append(
+            GateResult(
+                "slice_gap", metric, gap, limit, passed, f"{metric} gap {gap:.6g} <= {limit:g}: {passed}"
+            )
+        )
+    return results
+
+
+def decide(
+    gates: list[GateResult],
+    *,
+    has_champion: bool,
+    first_run: str = "promote",
+    approval: str = "auto",
+) -> Decision:
+    """Promote only when every gate passes; ask a human when configured (or on a guarded first run)."""
+    if first_run not in FIRST_RUN_POLICIES:
+        raise GateConfigError(f"first_run must be one of {', '.join(FIRST_RUN_POLICIES)}, got {first_run!r}")
+    if approval not in APPROVAL_MODES:
+        raise GateConfigError(f"approval must be one of {', '.join(APPROVAL_MODES)}, got {approval!r}")
+    failed = [g for g in gates if not g.passed]
+    if failed:
+        reason = "; ".join(f"{g.gate} {g.metric}: {g.detail}" for g in failed)
+        return Decision("refuse", f"gate(s) failed: {reason}", gates)
+    checked = f"{len(gates)} gate(s) passed" if gates else "no gates configured"
+    if approval == "manual":
+        return Decision("await_approval", f"{checked}; manual approval required", gates)
+    if not has_champion and first_run == "require_approval":
+        return Decision("await_approval", f"{checked}; no champion yet and first_run=require_approval", gates)
+    if not has_champion:
+        return Decision("promote", f"{checked}; no champion yet (first_run=promote)", gates)
+    return Decision("promote", f"{checked} against the champion", gates)
+
+
+# -- records ------------------------------------------------------------------------------------
+
+
+def decision_tags(summary: Mapping[str, Any]) -> dict[str, str]:
+    """Model-version tags recording a gate decision (``mlops.gate.*``); values are strings."""
+    tags = {
+        f"{DECISION_PREFIX}decision": str(summary.get("decision")),
+        f"{DECISION_PREFIX}reason": str(summary.get("reason", ""))[:4000],
+        f"{DECISION_PREFIX}old_version": str(summary.get("old_version")),
+        f"{DECISION_PREFIX}new_version": str(summary.get("new_version")),
+        f"{DECISION_PREFIX}decided_at": str(summary.get("decided_at", "")),
+        f"{DECISION_PREFIX}decided_by": str(summary.get("decided_by", "")),
+        f"{DECISION_PREFIX}dag_run": str(summary.get("dag_run", "")),
+        f"{DECISION_PREFIX}gates": json.dumps(summary.get("gates", []), default=str)[:4000],
+    }
+    for gate in summary.get("gates", []):
+        key = f"{DECISION_PREFIX}{gate['gate']}.{gate['metric']}"
+        tags[key] = json.dumps(
+            {"value": gate.get("value"), "threshold": gate.get("threshold"), "passed": gate.get("passed")}
+        )
+    return tags
+
+
+def append_history(existing: str | None, entry: Mapping[str, Any]) -> str:
+    """The history JSON with ``entry`` appended, oldest entries dropped to stay within bounds."""
+    try:
+        history = json.loads(existing) if existing else []
+        if not isinstance(history, list):
+            history = []
+    except ValueError:
+        history = []
+    history.append(dict(entry))
+    history = history[-HISTORY_MAX_ENTRIES:]
+    text = json.dumps(history, default=str, separators=(",", ":"))
+    while len(text) > HISTORY_MAX_CHARS and len(history) > 1:
+        history = history[1:]
+        text = json.dumps(history, default=str, separators=(",", ":"))
+    return text
+
+
+def history_entry(
+    *, alias: str, from_version: Any, to_version: Any, why: str, who: str, action: str
+) -> dict[str, Any]:
+    return {
+        "alias": alias,
+        "action": action,
+        "from": None if from_version is None else str(from_version),
+        "to": str(to_version),
+        "why": why[:300],
+        "who": who,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+# -- registry access ----------------------------------------------------------------------------
+
+
+def is_missing_alias(err: BaseException) -> bool:
+    """
+    True only for MLflow's answer "this alias (or this registered model) does not exist": the SQL store
+    and the REST API raise INVALID_PARAMETER_VALUE "Registered model alias X not found" and
+    RESOURCE_DOES_NOT_EXIST "Registered Model with name=X not found". Everything else is a real error.
+    """
+    code = getattr(err, "error_code", None)
+    message = str(err).lower()
+    if code == "INVALID_PARAMETER_VALUE":
+        return "alias" in message and "not found" in message
+    if code == "RESOURCE_DOES_NOT_EXIST":
+        return "not found" in message
+    return False
+
+
+def alias_version(client: MlflowClient, model_name: str, alias: str) -> str | None:
+    """The version ``alias`` points at, as a string; ``None`` only when the alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = client.get_model_version_by_alias(model_name, alias)
+    except MlflowException as err:
+        if is_missing_alias(err):
+            return None
+        raise
+    return str(version.version)
+
+
+class LockTimeout(RuntimeError):
+    """Another promotion holds the registry lock for this model beyond the wait time."""
+
+
+class RegistryLock:
+    """
+    A mutual-exclusion lock for alias moves on one registered model, held in MLflow itself.
+
+    MLflow has no compare-and-set, but creating a registered model is atomic: exactly one of two
+    concurrent ``create_registered_model(name)`` calls succeeds. The lock is a registered model named
+    ``<model>.mlops-lock`` carrying the holder's token; it is deleted on release. A lock older than
+    ``stale_after`` seconds (a crashed holder) is broken. A retried create whose first attempt did
+    succeed is recognised by the token.
+    """
+
+    SUFFIX = ".mlops-lock"
+
+    def __init__(
+        self,
+        client: MlflowClient,
+        model_name: str,
+        *,
+        owner: str,
+        wait: float = 120.0,
+        stale_after: float = 600.0,
+        poll: float = 0.2,
+    ) -> None:
+        self.client = client
+        self.name = f"{model_name}{self.SUFFIX}"
+        self.owner = owner
+        self.token = uuid.uuid4().hex
+        self.wait = wait
+        self.stale_after = stale_after
+        self.poll = poll
+        self.held = False
+
+    def acquire(self) -> None:
+        from mlflow.exceptions import MlflowException
+
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                self.client.create_registered_model(
+                    self.name,
+                    tags={"mlops.lock_token": self.token, "mlops.lock_owner": self.owner},
+                    description=f"Promotion lock held by {self.owner}; safe to delete when older than "
+                    f"{self.stale_after:.0f}s.",
+                )
+                self.held = True
+                return
+            except MlflowException as err:
+                if err.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                    raise
+            holder = self._holder()
+            if holder is not None and holder.tags.get("mlops.lock_token") == self.token:
+                self.held = True  # our create succeeded, its answer was lost and the client retried
+                return
+            if holder is not None:
+                age = time.time() - (holder.creation_timestamp or 0) / 1000.0
+                if age > self.stale_after:
+                    self._delete(expect_token=holder.tags.get("mlops.lock_token"))
+                    continue
+            if time.monotonic() > deadline:
+                who = holder.tags.get("mlops.lock_owner") if holder is not None else "unknown"
+                raise LockTimeout(
+                    f"registered model {self.name!r} (promotion lock) is held by {who} for more than "
+                    f"{self.wait:.0f}s"
+                )
+            time.sleep(self.poll)
+
+    def _holder(self) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_registered_model(self.name)
+        except MlflowException as err:
+            if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+
+    def _delete(self, expect_token: str | None) -> None:
+        from mlflow.exceptions import MlflowException
+
+        holder = self._holder()
+        if holder is None or holder.tags.get("mlops.lock_token") != expect_token:
+            return
+        try:
+            self.client.delete_registered_model(self.name)
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+
+    def release(self) -> None:
+        if self.held:
+            self._delete(expect_token=self.token)
+            self.held = False
+
+    def __enter__(self) -> RegistryLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def finite_or_none(value: Any) -> float | None:
+    return float(value) if is_finite_number(value) else None
+
+
+def jsonable_metrics(values: Mapping[str, Any]) -> dict[str, float | None]:
+    return {
+        k: (float(v) if isinstance(v, int | float) and math.isfinite(v) else None) for k, v in values.items()
+    }

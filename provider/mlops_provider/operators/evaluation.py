@@ -1,0 +1,239 @@
+"""Evaluate a trained model on its holdout: metrics, per-slice metrics, permutation importance."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from mlops_provider.core import lineage
+from mlops_provider.hooks.mlflow import MLflowHook
+from mlops_provider.links.mlflow import MLflowRunLink
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from airflow.sdk import Context
+    from mlflow import MlflowClient
+
+METRIC_PREFIX = "holdout_"
+IMPORTANCE_ARTIFACT = "evaluation/permutation_importance.json"
+SLICES_ARTIFACT = "evaluation/slice_metrics.json"
+
+
+@dataclass
+class RunLineage:
+    """What a training run recorded about its inputs (its mlops.* tags)."""
+
+    run_id: str
+    features: list[str]
+    target: str
+    task_type: str | None
+    experiment_id: str = ""
+
+    @classmethod
+    def of(cls, client: MlflowClient, run_id: str) -> RunLineage:
+        run = client.get_run(run_id)
+        tags = run.data.tags
+        where = f"MLflow run {run_id}"
+        try:
+            features = json.loads(tags[lineage.FEATURES])
+            target = tags[lineage.TARGET]
+        except (KeyError, ValueError):
+            raise AirflowFailException(
+                f"{where} has no lineage tags {lineage.FEATURES!r}/{lineage.TARGET!r}: "
+                "it was not logged by TrainModelOperator"
+            ) from None
+        return cls(
+            run_id=run_id,
+            features=list(features),
+            target=target,
+            task_type=tags.get(lineage.TASK_TYPE),
+            experiment_id=run.info.experiment_id,
+        )
+
+
+def load_holdout(client: MlflowClient, run_id: str) -> pd.DataFrame:
+    """The holdout a training run logged (artifact ``holdout/holdout.parquet``)."""
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, lineage.HOLDOUT_ARTIFACT, tmp)
+        except Exception as err:  # MlflowException or OSError, depending on the artifact store
+            raise AirflowFailException(
+                f"MLflow run {run_id}: cannot read its holdout artifact {lineage.HOLDOUT_ARTIFACT!r} ({err})"
+            ) from None
+        return pd.read_parquet(path)
+
+
+def load_model(model_uri: str) -> Any:
+    """The sklearn model at ``model_uri`` (skops or pickle, as logged)."""
+    import mlflow
+
+    from mlops_provider.operators.training import quiet_serialization
+
+    with quiet_serialization():
+        return mlflow.sklearn.load_model(model_uri)
+
+
+def holdout_xy(
+    holdout: pd.DataFrame, features: Sequence[str], target: str, where: str
+) -> tuple[pd.DataFrame, pd.Series]:
+    missing = [c for c in [*features, target] if c not in holdout.columns]
+    if missing:
+        raise AirflowFailException(f"{where}: holdout lacks column(s) {', '.join(map(repr, missing))}")
+    return holdout[list(features)], holdout[target]
+
+
+class EvaluateModelOperator(BaseOperator):
+    """
+    Score a training run's model on the holdout it logged and record the metrics on the run.
+
+    Metrics are logged with the prefix ``holdout_``; per-slice metrics and permutation importance are
+    logged as JSON artifacts ``evaluation/slice_metrics.json`` and
+    ``evaluation/permutation_importance.json``. Non-finite metric values are returned as ``null`` and
+    listed in ``non_finite`` (and not logged as numbers).
+
+    Slices: a numeric ``slice_column`` with more than 10 distinct values is cut into quartile buckets
+    (labels like ``(12.5, 17.0]``); otherwise each value (and "<missing>") is a slice.
+
+    :param run_id: MLflow run id from TrainModelOperator. (templated)
+    :param task_type: ``classification``/``regression``; default: the run's lineage tag. Stored as
+        ``ml_task_type`` (``BaseOperator.task_type`` is the class name). (templated)
+    :param slice_column: column of the holdout to slice by (may be a non-feature column). (templated)
+    :param primary_metric: metric to report as primary; default f1_macro / rmse. (templated)
+    :param compute_importance: compute permutation feature importance.
+    :param importance_max_rows: rows sampled for permutation importance.
+    :param mlflow_conn_id: MLflow connection. (templated)
+    :return: ``{"run_id", "metrics", "primary_metric", "slices", "non_finite"}``
+    """
+
+    template_fields: Sequence[str] = (
+        "run_id",
+        "ml_task_type",
+        "slice_column",
+        "primary_metric",
+        "mlflow_conn_id",
+    )
+    operator_extra_links = (MLflowRunLink(),)
+    ui_color = "#d4e8ff"
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        task_type: str | None = None,
+        slice_column: str | None = None,
+        primary_metric: str | None = None,
+        compute_importance: bool = True,
+        importance_max_rows: int = 2000,
+        mlflow_conn_id: str = MLflowHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.run_id = run_id
+        self.ml_task_type = task_type
+        self.slice_column = slice_column
+        self.primary_metric = primary_metric
+        self.compute_importance = compute_importance
+        self.importance_max_rows = importance_max_rows
+        self.mlflow_conn_id = mlflow_conn_id
+
+    @cached_property
+    def hook(self) -> MLflowHook:
+        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlflow.exceptions import MlflowException
+
+        from mlops_provider.core.metrics import (
+            DEFAULT_PRIMARY,
+            compute_metrics,
+            metric_names,
+            permutation_importance_report,
+            slice_metrics,
+        )
+
+        if not isinstance(self.run_id, str) or not self.run_id.strip():
+            raise AirflowFailException(f"run_id must be a non-empty string, got {self.run_id!r}")
+        with self.hook.session() as client:
+            try:
+                run_lineage = RunLineage.of(client, self.run_id)
+                task_type = self.ml_task_type or run_lineage.task_type or "classification"
+                try:
+                    names = metric_names(task_type)
+                except ValueError as err:
+                    raise AirflowFailException(str(err)) from None
+                if run_lineage.task_type and run_lineage.task_type != task_type:
+                    raise AirflowFailException(
+                        f"task_type {task_type!r} differs from the {run_lineage.task_type!r} run {self.run_id} was trained for"
+                    )
+                primary = self.primary_metric or DEFAULT_PRIMARY[task_type]
+                if primary not in names:
+                    raise AirflowFailException(f"primary_metric {primary!r} is not one of {', '.join(names)}")
+                holdout = load_holdout(client, self.run_id)
+                where = f"MLflow run {self.run_id}"
+                X, y = holdout_xy(holdout, run_lineage.features, run_lineage.target, where)
+                model = load_model(f"runs:/{self.run_id}/model")
+                report = compute_metrics(model, X, y, task_type)
+                slices: dict[str, Any] = {}
+                if self.slice_column:
+                    if self.slice_column not in holdout.columns:
+                        raise AirflowFailException(
+                            f"{where}: slice_column {self.slice_column!r} is not a column of the holdout "
+                            f"({', '.join(map(str, holdout.columns))})"
+                        )
+                    slices = slice_metrics(model, X, y, holdout[self.slice_column], task_type)
+                importance = (
+                    permutation_importance_report(model, X, y, task_type, max_rows=self.importance_max_rows)
+                    if self.compute_importance
+                    else None
+                )
+                self._record(client, report.values, report.non_finite, slices, importance)
+            except MlflowException as err:
+                raise self.hook.unavailable(err) from err
+        MLflowRunLink.persist(
+            context, MLflowRunLink.url(self.hook.settings, run_lineage.experiment_id, self.run_id)
+        )
+        if report.non_finite:
+            self.log.warning("Non-finite metric(s) on the holdout of %s: %s", self.run_id, report.non_finite)
+        return {
+            "run_id": self.run_id,
+            "task_type": task_type,
+            "rows": report.rows,
+            "metrics": report.values,
+            "primary_metric": {"name": primary, "value": report.values.get(primary)},
+            "slices": {label: s["metrics"] for label, s in slices.items()},
+            "non_finite": report.non_finite,
+        }
+
+    def _record(
+        self,
+        client: MlflowClient,
+        values: Mapping[str, float | None],
+        non_finite: list[str],
+        slices: Mapping[str, Any],
+        importance: list[dict[str, Any]] | None,
+    ) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(f"{METRIC_PREFIX}{k}", v, now, 0) for k, v in values.items() if v is not None]
+        client.log_batch(self.run_id, metrics=metrics)
+        client.set_tag(self.run_id, "mlops.non_finite_metrics", json.dumps(non_finite))
+        if slices:
+            client.log_dict(self.run_id, {"column": self.slice_column, "slices": slices}, SLICES_ARTIFACT)
+        if importance is not None:
+            client.log_dict(
+                self.run_id,
+                {"scoring_rows_max": self.importance_max_rows, "features": importance},
+                IMPORTANCE_ARTIFACT,
+            )

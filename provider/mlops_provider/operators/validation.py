@@ -1,0 +1,189 @@
+"""Validate a dataset with a Great Expectations 1.x expectation suite."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from mlops_provider.links.reports import ValidationReportLink
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+ON_FAILURE_CHOICES = ("fail", "warn")
+RESULT_NAME = "validation_result.json"
+REPORT_NAME = "validation_report.html"
+
+
+class ValidateDataOperator(BaseOperator):
+    """
+    Run a Great Expectations 1.x expectation suite on a dataset (CSV or Parquet) with an ephemeral
+    GX context; no GX project folder is needed.
+
+    The task returns (XCom ``return_value``) a small summary::
+
+        {"success": bool, "status": "passed" | "warned" | "failed", "data_uri": str, "suite": str,
+         "rows": int, "evaluated": int, "failed": int,
+         "failed_expectations": [{"type", "column", "unexpected_count", "unexpected_values",
+                                  "error", "observed_value"}, ...],   # at most 50, 5 values each
+         "error": str | None,          # e.g. "dataset ... has 0 rows"
+         "report_uri": str, "result_uri": str}
+
+    The full GX result (JSON) and a self-contained HTML report (readable offline) are written to
+    ``<reports_uri>/<dag_id>/<run_id>/<task_id>/``; the task's "Validation report" link opens the page.
+
+    A suite expectation GX cannot build (unknown type, bad argument) fails the task naming it: GX
+    itself would only log and drop it. A dataset with 0 rows never passes.
+
+    :param data_uri: the dataset: a path, a glob (``batches/*.csv``), ``file://`` or ``s3://`` URI;
+        relative paths resolve against ``base_dir``. (templated)
+    :param suite: a GX 1.x expectation suite as a dict, or the path/URI of its JSON file; relative
+        paths resolve against ``base_dir``. (templated)
+    :param on_failure: ``"fail"`` (default): the summary is pushed, then the task fails without
+        retrying; ``"warn"``: the task succeeds and the summary says what failed. (templated)
+    :param base_dir: folder that relative ``data_uri`` and ``suite`` paths resolve against; default
+        the working directory. (templated)
+    :param data_conn_id: Airflow connection for remote data and suite URIs (e.g. ``aws_default``).
+        (templated)
+    :param reports_uri: root for reports (local path or ``s3://``); default ``MLOPS_REPORTS_URI`` or
+        ``<MLOPS_HOME>/.mlops/reports``. (templated)
+    :param reports_conn_id: Airflow connection for a remote ``reports_uri``; default
+        ``data_conn_id``. (templated)
+    :param max_unexpected_values: how many unexpected values each failed expectation lists.
+    """
+
+    template_fields: Sequence[str] = (
+        "data_uri",
+        "suite",
+        "on_failure",
+        "base_dir",
+        "data_conn_id",
+        "reports_uri",
+        "reports_conn_id",
+    )
+    template_fields_renderers = {"suite": "json"}
+    operator_extra_links = (ValidationReportLink(),)
+    ui_color = "#e8f4e4"
+
+    def __init__(
+        self,
+        *,
+        data_uri: str,
+        suite: str | Mapping[str, Any],
+        on_failure: str = "fail",
+        base_dir: str | None = None,
+        data_conn_id: str | None = None,
+        reports_uri: str | None = None,
+        reports_conn_id: str | None = None,
+        max_unexpected_values: int = 5,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.data_uri = data_uri
+        self.suite = suite
+        self.on_failure = on_failure
+        self.base_dir = base_dir
+        self.data_conn_id = data_conn_id
+        self.reports_uri = reports_uri
+        self.reports_conn_id = reports_conn_id
+        self.max_unexpected_values = max_unexpected_values
+
+    def _check_arguments(self) -> None:
+        if self.on_failure not in ON_FAILURE_CHOICES:
+            raise ValueError(
+                f"{self.task_id}: on_failure={self.on_failure!r} is not one of {', '.join(ON_FAILURE_CHOICES)}"
+            )
+        if (
+            isinstance(self.max_unexpected_values, bool)
+            or not isinstance(self.max_unexpected_values, int)
+            or self.max_unexpected_values < 0
+        ):
+            raise ValueError(
+                f"{self.task_id}: max_unexpected_values must be an integer >= 0, got {self.max_unexpected_values!r}"
+            )
+
+    def _load_suite(self) -> tuple[Any, str]:
+        from mlops_provider.core import validation
+        from mlops_provider.core.data import resolve_uri
+        from mlops_provider.hooks.storage import filesystem_for
+
+        suite: Any = self.suite
+        if isinstance(suite, str):
+            suite = resolve_uri(suite, self.base_dir)
+        fs = filesystem_for(suite, self.data_conn_id) if isinstance(suite, str) else None
+
+        def read(uri: str) -> bytes:
+            if fs is None:
+                with open(uri, "rb") as handle:
+                    return handle.read()
+            with fs.open(uri, "rb") as handle:
+                return handle.read()
+
+        try:
+            spec, source = validation.load_suite_spec(suite, read)
+            default_name = (
+                source.rsplit("/", 1)[-1].removesuffix(".json") if isinstance(suite, str) else "suite"
+            )
+            return validation.build_suite(spec, source, default_name=default_name), source
+        except validation.SuiteError as err:
+            raise AirflowFailException(f"Invalid expectation suite: {err}") from None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        self._check_arguments()
+        from mlops_provider.core import validation
+
+        validation.quiet_gx_logging()  # before anything imports great_expectations
+        from mlops_provider.core.data import read_frame, resolve_uri, write_bytes_atomic
+        from mlops_provider.core.paths import reports_root, run_prefix
+        from mlops_provider.hooks.storage import filesystem_for
+        from mlops_provider.links.reports import report_url
+
+        data_uri = resolve_uri(self.data_uri, self.base_dir)
+        suite, source = self._load_suite()
+        self.log.info("Reading %s", data_uri)
+        frame = read_frame(data_uri, filesystem_for(data_uri, self.data_conn_id))
+        self.log.info(
+            "Validating %d rows x %d columns with suite %r (%d expectations, from %s)",
+            len(frame),
+            len(frame.columns),
+            suite.name,
+            len(suite.expectations),
+            source,
+        )
+        outcome = validation.validate_frame(
+            frame, suite, data_name=data_uri, max_unexpected_values=self.max_unexpected_values
+        )
+        del frame
+
+        ti = context["ti"]
+        prefix = run_prefix(self.reports_uri or reports_root(), ti.dag_id, ti.run_id, ti.task_id)
+        reports_fs = filesystem_for(prefix, self.reports_conn_id or self.data_conn_id)
+        result_uri = write_bytes_atomic(
+            validation.result_document(outcome, data_uri, source), f"{prefix}/{RESULT_NAME}", reports_fs
+        )
+        report_uri = write_bytes_atomic(
+            validation.render_html(outcome, data_uri, source), f"{prefix}/{REPORT_NAME}", reports_fs
+        )
+        ValidationReportLink.persist(context, report_url(report_uri))
+
+        status = "passed" if outcome.success else ("warned" if self.on_failure == "warn" else "failed")
+        summary = validation.summary(
+            outcome, data_uri=data_uri, report_uri=report_uri, result_uri=result_uri, status=status
+        )
+        if outcome.success:
+            self.log.info(
+                "Validation passed: %d expectations on %d rows; report %s",
+                outcome.evaluated,
+                outcome.rows,
+                report_uri,
+            )
+            return summary
+        message = validation.failure_message(outcome, data_uri)
+        if self.on_failure == "warn":
+            self.log.warning("%s\non_failure='warn': the task succeeds. Report: %s", message, report_uri)
+            return summary
+        ti.xcom_push(key="return_value", value=summary)
+        raise AirflowFailException(f"{message}\nReport: {report_uri}")

@@ -1,0 +1,463 @@
+"""The DAG factory: every YAML in a folder becomes ``<name>_retrain``, ``<name>_drift_monitor`` and
+``<name>_batch_score``; a bad config becomes a placeholder DAG tagged ``invalid-config``.
+
+Airflow re-parses the DAG file in every task process: there, only the DAG being run is built
+(``get_parsing_context()``), so 100 configs cost one DAG's construction per task.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import DAG, BaseOperator, Param, get_parsing_context
+from airflow.sdk.exceptions import AirflowFailException
+
+from mlops_provider.core.lineage import config_hash
+from mlops_provider.core.paths import mlops_home
+from mlops_provider.templates import docs
+from mlops_provider.templates.loader import ConfigProblem, LoadedConfig, load_configs
+from mlops_provider.templates.schema import ModelConfig
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = ("_retrain", "_drift_monitor", "_batch_score")
+INVALID_TAG = "invalid-config"
+
+
+class InvalidModelConfigError(ValueError):
+    """Raised by ``build_dags(strict=True)``: lists every problem as ``file: key: problem``."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        super().__init__("invalid model config(s):\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class ReportConfigErrorOperator(BaseOperator):
+    """The only task of a placeholder DAG: fails with the config problem (a retry cannot fix it)."""
+
+    template_fields = ()
+    ui_color = "#f8d7da"
+
+    def __init__(self, *, message: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.message = message
+
+    def execute(self, context: Any) -> None:
+        raise AirflowFailException(self.message)
+
+
+class RecordTriggerOperator(BaseOperator):
+    """Records why a retrain run started (schedule, drift Asset event, or a person) into XCom."""
+
+    template_fields = ()
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        events = context.get("triggering_asset_events") or {}
+        drift_events = []
+        for asset, asset_events in events.items():
+            for event in asset_events:
+                drift_events.append(
+                    {
+                        "asset": getattr(asset, "name", None) or str(asset),
+                        "event_id": getattr(event, "id", None),
+                        "timestamp": str(getattr(event, "timestamp", "")),
+                        "source_dag_id": getattr(event, "source_dag_id", None),
+                        "source_run_id": getattr(event, "source_run_id", None),
+                        "extra": dict(getattr(event, "extra", None) or {}),
+                    }
+                )
+        dag_run = context["dag_run"]
+        run_type = str(getattr(dag_run, "run_type", "") or "")
+        if drift_events:
+            cause = "drift"
+        elif "scheduled" in run_type:
+            cause = "schedule"
+        elif "asset" in run_type:
+            cause = "asset"
+        else:
+            cause = "manual"
+        summary = {"cause": cause, "run_type": run_type, "drift_events": drift_events[:5]}
+        params = context.get("params") or {}
+        if params.get("skip_vs_champion"):
+            summary["forced"] = {"skip_vs_champion": True, "reason": params.get("force_reason") or ""}
+        self.log.info("Retrain started by %s: %s", cause, summary)
+        return summary
+
+
+# ``{{ ds }}`` is undefined for runs triggered from the UI or REST (no logical date): configs may use
+# ds / ds_nodash / logical_date; they are rewritten to macros that fall back to the run's run_after.
+_JINJA_EXPR = re.compile(r"{{(.*?)}}", re.S)
+_FALLBACK_NAMES = {"ds": "mlops_ds()", "ds_nodash": "mlops_ds_nodash()"}
+
+
+def _date_of(context: Any) -> datetime:
+    for key in ("logical_date", "data_interval_end"):
+        value = context.get(key)
+        if value:
+            return value
+    dag_run = context.get("dag_run")
+    return getattr(dag_run, "run_after", None) or datetime.now(UTC)
+
+
+def _macros() -> dict[str, Any]:
+    from jinja2 import pass_context
+
+    return {
+        "mlops_ds": pass_context(lambda ctx: _date_of(ctx).strftime("%Y-%m-%d")),
+        "mlops_ds_nodash": pass_context(lambda ctx: _date_of(ctx).strftime("%Y%m%d")),
+    }
+
+
+def safe_template(value: str) -> str:
+    """Rewrite ``ds``/``ds_nodash`` inside ``{{ }}`` so runs without a logical date render too."""
+
+    def fix(match: re.Match[str]) -> str:
+        body = re.sub(
+            r"(?<![\w.])(ds_nodash|ds)(?![\w(])", lambda m: _FALLBACK_NAMES[m.group(1)], match.group(1)
+        )
+        return "{{" + body + "}}"
+
+    return _JINJA_EXPR.sub(fix, value)
+
+
+def _schedule(cron: str | None) -> Any:
+    """A cron expression or preset as a CronTriggerTimetable (UTC); ``@once`` and ``None`` as they are."""
+    if cron is None or cron == "@once":
+        return cron
+    from airflow.sdk import CronTriggerTimetable
+
+    return CronTriggerTimetable(_PRESET_CRON.get(cron, cron), timezone="UTC")
+
+
+def _default_args(config: ModelConfig) -> dict[str, Any]:
+    return {
+        "owner": config.owner,
+        "retries": config.retries,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+    }
+
+
+def _tags(config: ModelConfig, kind: str) -> list[str]:
+    return sorted({"mlops", f"model:{config.model.name}", kind, *config.tags})
+
+
+def _xcom(task_id: str, key: str) -> str:
+    return f"{{{{ ti.xcom_pull(task_ids='{task_id}')['{key}'] }}}}"
+
+
+class _Builder:
+    def __init__(self, item: LoadedConfig) -> None:
+        assert item.config is not None  # only valid configs get here
+        self.item = item
+        self.config: ModelConfig = item.config
+        self.name = self.config.model.name
+        self.hash = config_hash(self.config.model_dump(mode="json"))
+
+    def path(self, value: str | None) -> str | None:
+        return None if value is None else safe_template(self.item.resolve(value))
+
+    def validate_task(self, task_id: str, data_uri: str) -> BaseOperator | None:
+        if self.config.validation is None:
+            return None
+        from mlops_provider.operators.validation import ValidateDataOperator
+
+        return ValidateDataOperator(
+            task_id=task_id,
+            data_uri=data_uri,
+            suite=self.item.resolve(self.config.validation.suite),
+            on_failure=self.config.validation.on_failure,
+            base_dir=str(self.item.base_dir),
+            data_conn_id=self.config.data.conn_id,
+            doc_md=docs.VALIDATE,
+        )
+
+    # -- <name>_retrain ------------------------------------------------------------------------
+    def retrain(self) -> DAG:
+        from airflow.sdk import AssetOrTimeSchedule
+
+        from mlops_provider.assets import drift_asset
+        from mlops_provider.operators.evaluation import EvaluateModelOperator
+        from mlops_provider.operators.registry import PromoteModelOperator, RegisterModelOperator
+        from mlops_provider.operators.training import TrainModelOperator
+
+        c = self.config
+        asset = drift_asset(self.name)
+        timetable = _schedule(c.schedule)
+        if timetable is None:
+            schedule: Any = asset
+        elif timetable == "@once":
+            schedule = "@once"
+        else:
+            schedule = AssetOrTimeSchedule(timetable=timetable, assets=asset)
+        train_uri = self.path(c.data.train)
+        data_uri = (
+            "{% if params.training_data %}{{ params.training_data }}{% else %}"
+            + str(train_uri)
+            + "{% endif %}"
+        )
+        with DAG(
+            dag_id=f"{self.name}_retrain",
+            description=f"Retrain {self.name}: validate, train, evaluate, register, gated promotion",
+            schedule=schedule,
+            catchup=False,
+            max_active_runs=1,
+            tags=_tags(c, "retrain"),
+            default_args=_default_args(c),
+            doc_md=docs.retrain_doc(c, str(self.item.path)),
+            user_defined_macros=_macros(),
+            render_template_as_native_obj=True,
+            params={
+                "training_data": Param(
+                    None,
+                    type=["null", "string"],
+                    title="Training data override",
+                    description="Path, glob or URI to train on instead of data.train (leave empty for the config's).",
+                ),
+                "skip_vs_champion": Param(
+                    False,
+                    type="boolean",
+                    title="Skip the champion comparison",
+                    description="Forced retrain: the absolute gates still apply; a reason is required.",
+                ),
+                "force_reason": Param(
+                    "",
+                    type="string",
+                    title="Reason for a forced retrain",
+                    description="Recorded on the model version when the champion comparison is skipped.",
+                ),
+                "approval": Param(
+                    c.promotion.approval,
+                    enum=["auto", "manual"],
+                    title="Approval",
+                    description="auto: the gate decides; manual: a person approves in the Airflow UI.",
+                ),
+            },
+        ) as dag:
+            record = RecordTriggerOperator(task_id="record_trigger", doc_md=docs.RECORD_TRIGGER)
+            validate = self.validate_task("validate_data", data_uri)
+            train = TrainModelOperator(
+                task_id="train_model",
+                model_name=self.name,
+                data_uri=data_uri,
+                target=c.data.target,
+                features=list(c.data.features) if c.data.features else None,
+                estimator=c.training.estimator,
+                estimator_params=dict(c.training.params),
+                task_type=c.model.task,
+                test_size=c.training.test_size,
+                random_state=c.training.random_state,
+                config_hash=self.hash,
+                validation_result=(
+                    "{{ (ti.xcom_pull(task_ids='validate_data') or {}).get('status', 'not_run') }}"
+                    if validate is not None
+                    else "not_run"
+                ),
+                base_dir=str(self.item.base_dir),
+                data_conn_id=c.data.conn_id,
+                mlflow_conn_id=c.mlflow_conn_id,
+                doc_md=docs.TRAIN,
+            )
+            evaluate = EvaluateModelOperator(
+                task_id="evaluate_model",
+                run_id=_xcom("train_model", "run_id"),
+                task_type=c.model.task,
+                slice_column=c.evaluation.slices.column if c.evaluation.slices else None,
+                primary_metric=c.evaluation.primary_metric,
+                mlflow_conn_id=c.mlflow_conn_id,
+                doc_md=docs.EVALUATE,
+            )
+            register = RegisterModelOperator(
+                task_id="register_model",
+                model_name=self.name,
+                run_id=_xcom("train_model", "run_id"),
+                mlflow_conn_id=c.mlflow_conn_id,
+                doc_md=docs.REGISTER,
+            )
+            promote = PromoteModelOperator(
+                task_id="promote_model",
+                model_name=self.name,
+                version=_xcom("register_model", "version"),
+                task_type=c.model.task,
+                thresholds={m: b.model_dump(exclude_none=True) for m, b in c.evaluation.thresholds.items()},
+                vs_champion={m: d.model_dump() for m, d in c.evaluation.vs_champion.items()},
+                slices=c.evaluation.slices.model_dump() if c.evaluation.slices else None,
+                first_run=c.evaluation.first_run,
+                alias=c.promotion.alias,
+                approval="{{ params.approval }}",
+                skip_vs_champion="{{ params.skip_vs_champion }}",
+                force_reason="{{ params.force_reason }}",
+                on_refuse=c.promotion.on_refuse,
+                mlflow_conn_id=c.mlflow_conn_id,
+                retries=0,
+                doc_md=docs.PROMOTE,
+            )
+            chain = [
+                record,
+                *([validate] if validate is not None else []),
+                train,
+                evaluate,
+                register,
+                promote,
+            ]
+            for upstream, downstream in pairwise(chain):
+                upstream >> downstream
+        return dag
+
+    # -- <name>_drift_monitor ------------------------------------------------------------------
+    def drift_monitor(self) -> DAG | None:
+        from mlops_provider.operators.drift import DriftCheckOperator
+
+        c = self.config
+        if c.data.current is None:
+            return None
+        current = self.path(c.data.current)
+        with DAG(
+            dag_id=f"{self.name}_drift_monitor",
+            description=f"Watch {self.name}'s incoming data for drift against the champion's training data",
+            schedule=_schedule(c.drift.schedule),
+            catchup=False,
+            max_active_runs=1,
+            tags=_tags(c, "drift"),
+            default_args=_default_args(c),
+            doc_md=docs.drift_doc(c, str(self.item.path)),
+            user_defined_macros=_macros(),
+        ) as dag:
+            validate = self.validate_task("validate_current", str(current))
+            check = DriftCheckOperator(
+                task_id="check_drift",
+                model_name=self.name,
+                current_uri=str(current),
+                reference_uri=self.path(c.data.reference),
+                columns=list(c.data.features) if c.data.features else None,
+                drift_share=c.drift.drift_share,
+                min_rows=c.drift.min_rows,
+                numeric_method=c.drift.numeric_method,
+                categorical_method=c.drift.categorical_method,
+                threshold=c.drift.threshold,
+                base_dir=str(self.item.base_dir),
+                data_conn_id=c.data.conn_id,
+                mlflow_conn_id=c.mlflow_conn_id,
+                doc_md=docs.DRIFT,
+            )
+            if validate is not None:
+                validate >> check
+        return dag
+
+    # -- <name>_batch_score --------------------------------------------------------------------
+    def batch_score(self) -> DAG | None:
+        from mlops_provider.operators.scoring import BatchScoreOperator
+
+        c = self.config
+        if c.data.current is None:
+            return None
+        output = c.scoring.output.replace("{{ model_name }}", self.name)
+        if not os.path.isabs(output) and "://" not in output:
+            output = str(mlops_home() / output)
+        with DAG(
+            dag_id=f"{self.name}_batch_score",
+            description=f"Score {self.name}'s incoming batch with the {c.promotion.alias} model",
+            schedule=_schedule(c.scoring.schedule),
+            catchup=False,
+            max_active_runs=1,
+            tags=_tags(c, "scoring"),
+            default_args=_default_args(c),
+            doc_md=docs.score_doc(c, str(self.item.path)),
+            user_defined_macros=_macros(),
+        ) as dag:
+            current = str(self.path(c.data.current))
+            validate = self.validate_task("validate_current", current)
+            score = BatchScoreOperator(
+                task_id="score_batch",
+                model_name=self.name,
+                data_uri=current,
+                output_uri=safe_template(output),
+                alias=c.promotion.alias,
+                chunk_size=c.scoring.chunk_size,
+                base_dir=str(self.item.base_dir),
+                data_conn_id=c.data.conn_id,
+                mlflow_conn_id=c.mlflow_conn_id,
+                doc_md=docs.SCORE,
+            )
+            if validate is not None:
+                validate >> score
+        return dag
+
+
+_PRESET_CRON = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+}
+
+
+def placeholder_dag_id(path: Path) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.name)
+    return f"invalid_config__{stem}"
+
+
+def _placeholder(item: LoadedConfig) -> DAG:
+    problems = "; ".join(f"{p.key}: {p.message}" for p in item.problems)
+    message = f"Invalid model config {item.path}: {problems}"
+    with DAG(
+        dag_id=placeholder_dag_id(item.path),
+        description=message[:1000],
+        schedule=None,
+        catchup=False,
+        tags=[INVALID_TAG, "mlops"],
+        doc_md="## Invalid model config\n\nFix the file and the model's DAGs appear.\n\n"
+        + "\n".join(f"- `{p}`" for p in item.problems),
+    ) as dag:
+        ReportConfigErrorOperator(task_id="report_config_error", message=message, retries=0)
+    return dag
+
+
+def build_dags(
+    config_dir: str | os.PathLike[str], *, strict: bool = False, only_dag_id: str | None = None
+) -> list[DAG]:
+    """
+    The DAGs for every model config (``*.yaml``) in ``config_dir``.
+
+    :param config_dir: folder of model configs; relative paths inside a config resolve against it.
+    :param strict: raise :class:`InvalidModelConfigError` (an import error of the DAG file) instead of
+        building placeholder DAGs for bad configs.
+    :param only_dag_id: build only this DAG (default: the DAG a task process is running, from
+        ``get_parsing_context()``; ``None`` outside task processes builds everything).
+    """
+    if only_dag_id is None:
+        only_dag_id = get_parsing_context().dag_id
+    items = load_configs(config_dir)
+    bad = [item for item in items if not item.ok]
+    for item in bad:
+        for problem in item.problems:
+            log.error("Invalid model config: %s", problem)
+    if strict and bad:
+        raise InvalidModelConfigError([p for item in bad for p in item.problems])
+    dags: list[DAG] = []
+    for item in items:
+        if not item.ok:
+            if only_dag_id in (None, placeholder_dag_id(item.path)):
+                dags.append(_placeholder(item))
+            continue
+        builder = _Builder(item)
+        for suffix, make in (
+            ("_retrain", builder.retrain),
+            ("_drift_monitor", builder.drift_monitor),
+            ("_batch_score", builder.batch_score),
+        ):
+            if only_dag_id is not None and only_dag_id != f"{builder.name}{suffix}":
+                continue
+            dag = make()
+            if dag is not None:
+                dags.append(dag)
+    return dags

@@ -1,0 +1,241 @@
+"""Load and check model configs: YAML -> ModelConfig, or a list of problems ``file: key: problem``.
+
+Parse-time checks stay light: YAML and pydantic only, plus ``stat`` calls (no file reads, no heavy
+imports, no network). :func:`deep_check` adds what needs imports or reads (the ``validate`` CLI).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from mlops_provider.core.data import is_local, local_path
+from mlops_provider.templates.schema import ModelConfig, has_glob, is_templated
+
+CONFIG_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem in one config file."""
+
+    file: str
+    key: str
+    message: str
+    warning: bool = False  # data that has not arrived yet is not a config error
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.key}: {'warning: ' if self.warning else ''}{self.message}"
+
+
+@dataclass
+class LoadedConfig:
+    """A config file and, when it is valid, its model config."""
+
+    path: Path
+    config: ModelConfig | None = None
+    problems: list[ConfigProblem] = field(default_factory=list)
+    raw: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.config is not None and not self.problems
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def model_name(self) -> str | None:
+        if self.config is not None:
+            return self.config.model.name
+        model = (self.raw or {}).get("model")
+        name = model.get("name") if isinstance(model, dict) else None
+        return name if isinstance(name, str) else None
+
+    def resolve(self, uri: str) -> str:
+        """A path relative to the YAML's folder made absolute; URIs with a scheme unchanged."""
+        if not is_local(uri):
+            return uri
+        path = local_path(uri)
+        return path if os.path.isabs(path) else os.path.normpath(os.path.join(self.base_dir, path))
+
+
+def config_files(config_dir: str | os.PathLike[str]) -> list[Path]:
+    folder = Path(config_dir)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix in CONFIG_SUFFIXES and p.is_file())
+
+
+def _problems_from_validation(path: str, err: ValidationError) -> list[ConfigProblem]:
+    problems = []
+    for item in err.errors():
+        loc = [str(part) for part in item["loc"]]
+        key = ".".join(loc) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        elif item["type"] in ("literal_error", "enum"):
+            message = f"{message}, got {item.get('input')!r}"
+        elif message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        if key == "(top level)" and ": metric " in message:
+            key, _, message = message.partition(": ")
+        problems.append(ConfigProblem(path, key, message))
+    return problems
+
+
+def module_exists(dotted: str) -> bool:
+    """Whether the module part of ``pkg.mod.Class`` can be found, without importing anything."""
+    parts = dotted.split(".")
+    return len(parts) > 1 and _find_module(parts[:-1])
+
+
+def _find_module(parts: list[str]) -> bool:
+    try:
+        spec = importlib.util.find_spec(parts[0])
+    except (ImportError, ValueError):
+        return False
+    if spec is None:
+        return False
+    locations = list(spec.submodule_search_locations or [])
+    for i, part in enumerate(parts[1:], start=1):
+        found = None
+        for loc in locations:
+            package = Path(loc) / part
+            if (package / "__init__.py").is_file():
+                found = [str(package)]
+                break
+            if (Path(loc) / f"{part}.py").is_file() or any(Path(loc).glob(f"{part}.*.so")):
+                found = [] if i == len(parts) - 1 else None
+                break
+        if found is None:
+            return False
+        locations = found
+    return True
+
+
+def load_config(path: Path) -> LoadedConfig:
+    """Parse and check one YAML file (light: no imports of heavy libraries, no file reads but this one)."""
+    shown = str(path)
+    loaded = LoadedConfig(path=path)
+    try:
+        raw = yaml.load(
+            path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        )
+    except (OSError, UnicodeDecodeError) as err:
+        loaded.problems.append(ConfigProblem(shown, "(file)", f"cannot read: {err}"))
+        return loaded
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        loaded.problems.append(ConfigProblem(shown, where, f"invalid YAML: {getattr(err, 'problem', err)}"))
+        return loaded
+    if not isinstance(raw, dict):
+        loaded.problems.append(
+            ConfigProblem(shown, "(top level)", "expected a mapping of sections (model, data, ...)")
+        )
+        return loaded
+    loaded.raw = raw
+    try:
+        config = ModelConfig.model_validate(raw)
+    except ValidationError as err:
+        loaded.problems.extend(_problems_from_validation(shown, err))
+        return loaded
+    loaded.problems.extend(_light_checks(loaded, config))
+    if not loaded.problems:
+        loaded.config = config
+    return loaded
+
+
+def _light_checks(loaded: LoadedConfig, config: ModelConfig) -> list[ConfigProblem]:
+    shown = str(loaded.path)
+    problems = []
+    if not module_exists(config.training.estimator):
+        problems.append(
+            ConfigProblem(
+                shown, "training.estimator", f"cannot find module for {config.training.estimator!r}"
+            )
+        )
+    if config.validation is not None:
+        suite = loaded.resolve(config.validation.suite)
+        if is_local(suite) and not is_templated(suite) and not os.path.isfile(suite):
+            problems.append(ConfigProblem(shown, "validation.suite", f"file not found: {suite}"))
+    for key in ("train", "reference"):
+        value = getattr(config.data, key)
+        if value is None:
+            continue
+        resolved = loaded.resolve(value)
+        if (
+            is_local(resolved)
+            and not is_templated(resolved)
+            and not has_glob(resolved)
+            and not os.path.exists(resolved)
+        ):
+            problems.append(ConfigProblem(shown, f"data.{key}", f"file not found: {resolved}"))
+    return problems
+
+
+def load_configs(config_dir: str | os.PathLike[str]) -> list[LoadedConfig]:
+    """Every config in a folder; duplicate model names are a problem of the later file."""
+    loaded = [load_config(p) for p in config_files(config_dir)]
+    seen: dict[str, Path] = {}
+    for item in loaded:
+        name = item.model_name
+        if item.config is None or name is None:
+            continue
+        if name in seen:
+            item.problems.append(
+                ConfigProblem(str(item.path), "model.name", f"{name!r} is already defined in {seen[name]}")
+            )
+            item.config = None
+        else:
+            seen[name] = item.path
+    return loaded
+
+
+def deep_check(item: LoadedConfig) -> list[ConfigProblem]:
+    """Checks that import or read: the estimator and its params, the suite JSON, the data glob."""
+    if item.config is None:
+        return []
+    config = item.config
+    shown = str(item.path)
+    problems: list[ConfigProblem] = []
+    try:
+        from mlops_provider.core.training import build_estimator  # type: ignore[attr-defined]
+
+        build_estimator(config.training.estimator, dict(config.training.params))
+    except ImportError as err:
+        problems.append(ConfigProblem(shown, "training.estimator", str(err)))
+    except (TypeError, ValueError, AttributeError) as err:
+        key = "training.params" if "param" in str(err).lower() else "training.estimator"
+        problems.append(ConfigProblem(shown, key, str(err)))
+    except Exception as err:  # an AirflowFailException from the training core, for instance
+        key = "training.params" if "param" in str(err).lower() else "training.estimator"
+        problems.append(ConfigProblem(shown, key, str(err)))
+    if config.validation is not None:
+        suite = item.resolve(config.validation.suite)
+        if is_local(suite) and not is_templated(suite) and os.path.isfile(suite):
+            try:
+                spec = json.loads(Path(suite).read_text(encoding="utf-8"))
+                if not isinstance(spec, dict) or not isinstance(spec.get("expectations"), list):
+                    raise ValueError("expected a JSON object with an 'expectations' list")
+            except (ValueError, UnicodeDecodeError) as err:
+                problems.append(ConfigProblem(shown, "validation.suite", f"{suite}: {err}"))
+    train = item.resolve(config.data.train)
+    if is_local(train) and not is_templated(train) and has_glob(train):
+        import glob
+
+        if not glob.glob(train):
+            problems.append(ConfigProblem(shown, "data.train", f"no file matches {train} yet", warning=True))
+    return problems

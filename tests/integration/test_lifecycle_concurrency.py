@@ -1,0 +1,131 @@
+"""Two promotions of different challengers racing in two processes leave one consistent champion."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sklearn.datasets import load_breast_cancer
+
+from mlops_provider.core.gate import alias_version
+from mlops_provider.hooks.mlflow import MLflowHook
+from mlops_provider.operators.registry import PromoteModelOperator, RegisterModelOperator
+from mlops_provider.operators.training import TrainModelOperator
+
+
+@dataclass
+class FakeTI:
+    """Just what the operators read from ``context["ti"]``; records pushed XComs."""
+
+    dag_id: str = "lifecycle_test"
+    run_id: str = "manual__1"
+    task_id: str = "task"
+    try_number: int = 1
+    id: Any = field(default_factory=uuid.uuid4)
+    pushed: dict[str, Any] = field(default_factory=dict)
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+@dataclass
+class FakeDagRun:
+    run_id: str = "manual__1"
+
+
+def context(task_id: str = "task", run_id: str = "manual__1", try_number: int = 1) -> dict[str, Any]:
+    ti = FakeTI(task_id=task_id, run_id=run_id, try_number=try_number)
+    return {"ti": ti, "task_instance": ti, "dag_run": FakeDagRun(run_id)}
+
+
+def cancer_csv(folder: Path) -> Path:
+    frame = load_breast_cancer(as_frame=True).frame
+    frame["target"] = frame["target"].map({0: "malignant", 1: "benign"})
+    path = folder / "cancer.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+PROMOTE = textwrap.dedent(
+    """
+    import json, sys, uuid
+    from types import SimpleNamespace
+
+    from mlops_provider.operators.registry import PromoteModelOperator
+
+    pushed = {}
+    ti = SimpleNamespace(dag_id="race", run_id=sys.argv[1], task_id="promote", try_number=1, id=uuid.uuid4(),
+                         xcom_push=lambda key, value: pushed.__setitem__(key, value))
+    op = PromoteModelOperator(task_id="promote", model_name="cancer", version=sys.argv[1],
+                              vs_champion={"f1_macro": {"min_delta": -1.0}})
+    try:
+        result = op.execute({"ti": ti, "dag_run": SimpleNamespace(run_id=sys.argv[1])})
+    except BaseException as err:
+        result = dict(pushed.get("return_value") or {}, error=type(err).__name__)
+    print("RESULT " + json.dumps(result))
+    """
+)
+
+
+def _train_and_register(data: Path, depth: int) -> str:
+    trained = TrainModelOperator(
+        task_id=f"train{depth}",
+        model_name="cancer",
+        data_uri=str(data),
+        target="target",
+        estimator="sklearn.tree.DecisionTreeClassifier",
+        estimator_params={"max_depth": depth},
+    ).execute(context(f"train{depth}"))
+    registered = RegisterModelOperator(task_id="register", model_name="cancer", run_id=trained["run_id"])
+    return registered.execute(context("register"))["version"]
+
+
+def test_concurrent_promotions_leave_a_consistent_champion_and_history(tmp_path: Path, mlflow_store: Path):
+    data = cancer_csv(tmp_path)
+    v1, v2, v3 = (_train_and_register(data, depth) for depth in (1, 2, 3))
+    PromoteModelOperator(task_id="promote", model_name="cancer", version=v1).execute(context("promote"))
+
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PROMOTE, v],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for v in (v2, v3)
+    ]
+    results = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=300)
+        line = [row for row in out.splitlines() if row.startswith("RESULT ")][-1]
+        results.append(json.loads(line.removeprefix("RESULT ")))
+
+    with MLflowHook().session() as client:
+        champion = alias_version(client, "cancer", "champion")
+        previous = alias_version(client, "cancer", "previous_champion")
+        history = json.loads(client.get_registered_model("cancer").tags["mlops.alias_history.champion"])
+        assert not client.search_registered_models("name = 'cancer.mlops-lock'")  # lock released
+    promoted = [r["new_version"] for r in results if r.get("decision") == "promoted"]
+    assert promoted, results
+    assert champion == promoted[-1] if len(promoted) == 1 else champion in promoted
+    # the history is one unbroken chain ending at the champion, and previous_champion is the one before
+    assert history[0]["from"] is None
+    assert history[0]["to"] == v1
+    for before, after in zip(history, history[1:], strict=False):
+        assert after["from"] == before["to"]
+    assert history[-1]["to"] == champion
+    assert previous == history[-1]["from"]
+    assert len(history) == 1 + len(promoted)
+    # a loser was refused because the champion moved under it, never silently overwritten
+    for result in results:
+        if result.get("decision") == "refused":
+            assert "champion changed meanwhile" in result["reason"]
