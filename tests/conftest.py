@@ -56,3 +56,19 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", mlflow_connection(tmp_path))
     monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
     return tmp_path / "mlflow"
+
+
+@pytest.fixture
+def dags_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: Path) -> Path:
+    """
+    A private DAGs folder for dag.test(): Airflow 3.3's dag.test() syncs the "dags-folder" bundle
+    (``airflow.settings.DAGS_FOLDER``, read once at import) and finds the DAG there, so a test writes
+    its DAG file into this folder and imports it (see :func:`import_dag_file`).
+    """
+    import airflow.settings
+
+    folder = tmp_path / "dags"
+    folder.mkdir(exist_ok=True)
+    monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(folder))
+    monkeypatch.setattr(airflow.settings, "DAGS_FOLDER", str(folder))
+    return folder
