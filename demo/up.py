@@ -70,6 +70,7 @@ def main() -> int:
     (mlflow_dir / "artifacts").mkdir(parents=True, exist_ok=True)
     env.update(
         {
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",  # standalone spawns `airflow`
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(airflow_port),
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{airflow_port}",
