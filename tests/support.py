@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def import_dag_file(path: Path) -> dict[str, object]:
@@ -17,3 +20,38 @@ def import_dag_file(path: Path) -> dict[str, object]:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return {v.dag_id: v for v in vars(module).values() if isinstance(v, DAG)}
+
+
+@dataclass
+class FakeTI:
+    """Just what the operators read from ``context["ti"]``; records pushed XComs."""
+
+    dag_id: str = "lifecycle_test"
+    run_id: str = "manual__1"
+    task_id: str = "task"
+    try_number: int = 1
+    id: Any = field(default_factory=uuid.uuid4)
+    pushed: dict[str, Any] = field(default_factory=dict)
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+@dataclass
+class FakeDagRun:
+    run_id: str = "manual__1"
+
+
+def context(task_id: str = "task", run_id: str = "manual__1", try_number: int = 1) -> dict[str, Any]:
+    ti = FakeTI(task_id=task_id, run_id=run_id, try_number=try_number)
+    return {"ti": ti, "task_instance": ti, "dag_run": FakeDagRun(run_id)}
+
+
+def cancer_csv(folder: Path) -> Path:
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    frame["target"] = frame["target"].map({0: "malignant", 1: "benign"})
+    path = folder / "cancer.csv"
+    frame.to_csv(path, index=False)
+    return path

@@ -7,16 +7,13 @@ proven once in test_lifecycle_dag.py.
 from __future__ import annotations
 
 import json
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from unittest import mock
 
 import pandas as pd
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-from sklearn.datasets import load_breast_cancer
+from support import cancer_csv, context
 
 from mlops_provider.core import lineage
 from mlops_provider.hooks.mlflow import MLflowHook
@@ -28,40 +25,6 @@ from mlops_provider.operators.registry import (
 )
 from mlops_provider.operators.scoring import BatchScoreOperator
 from mlops_provider.operators.training import TrainModelOperator
-
-
-@dataclass
-class FakeTI:
-    """Just what the operators read from ``context["ti"]``; records pushed XComs."""
-
-    dag_id: str = "lifecycle_test"
-    run_id: str = "manual__1"
-    task_id: str = "task"
-    try_number: int = 1
-    id: Any = field(default_factory=uuid.uuid4)
-    pushed: dict[str, Any] = field(default_factory=dict)
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.pushed[key] = value
-
-
-@dataclass
-class FakeDagRun:
-    run_id: str = "manual__1"
-
-
-def context(task_id: str = "task", run_id: str = "manual__1", try_number: int = 1) -> dict[str, Any]:
-    ti = FakeTI(task_id=task_id, run_id=run_id, try_number=try_number)
-    return {"ti": ti, "task_instance": ti, "dag_run": FakeDagRun(run_id)}
-
-
-def cancer_csv(folder: Path) -> Path:
-    frame = load_breast_cancer(as_frame=True).frame
-    frame["target"] = frame["target"].map({0: "malignant", 1: "benign"})
-    path = folder / "cancer.csv"
-    frame.to_csv(path, index=False)
-    return path
-
 
 MODEL = "cancer"
 THRESHOLDS = {"f1_macro": {"min": 0.5}}
