@@ -146,11 +146,20 @@ def test_drift_event_queues_the_retrain_dag(model_dags):
     assert states(run) == {"validate_current": "success", "check_drift": "success"}
     summary = xcom(run, "check_drift")
     assert summary["status"] == "drift"
+    assert summary["reference_changed_since_training"] is False
     with create_session() as session:
         asset = session.query(AssetModel).filter_by(uri=drift_asset(MODEL).uri).one()
         queued = session.query(AssetDagRunQueue).filter_by(asset_id=asset.id).all()
         assert [q.target_dag_id for q in queued] == [f"{MODEL}_retrain"]
         session.query(DagModel).filter_by(dag_id=f"{MODEL}_retrain").update({"is_paused": True})
+
+    # labels landing in the training folder change what the champion's lineage URI reads: said, not hidden
+    shutil.copy(
+        model_dags.configs / "data" / "batches" / "2014-08-31.csv",
+        model_dags.configs / "data" / "train" / "summer.csv",
+    )
+    run = dags[f"{MODEL}_drift_monitor"].test(logical_date=BATCH_DAY)
+    assert xcom(run, "check_drift")["reference_changed_since_training"] is True
 
 
 def retrain_schedule_mentions_asset(dag) -> bool:

@@ -56,6 +56,7 @@ class Champion:
     training_data_uri: str | None
     features: list[str] | None
     target: str | None
+    training_data_fingerprint: str | None = None
 
 
 def find_champion(hook: MLflowHook, model_name: str, alias: str = CHAMPION_ALIAS) -> Champion | None:
@@ -77,7 +78,12 @@ def find_champion(hook: MLflowHook, model_name: str, alias: str = CHAMPION_ALIAS
         except OSError as err:
             raise hook.unavailable(err) from err
         tags = dict(version.tags or {})
-        wanted = (lineage.TRAINING_DATA_URI, lineage.FEATURES, lineage.TARGET)
+        wanted = (
+            lineage.TRAINING_DATA_URI,
+            lineage.FEATURES,
+            lineage.TARGET,
+            lineage.TRAINING_DATA_FINGERPRINT,
+        )
         if version.run_id and any(key not in tags for key in wanted):
             try:
                 run_tags = client.get_run(version.run_id).data.tags
@@ -101,6 +107,7 @@ def find_champion(hook: MLflowHook, model_name: str, alias: str = CHAMPION_ALIAS
         training_data_uri=tags.get(lineage.TRAINING_DATA_URI) or None,
         features=features,
         target=tags.get(lineage.TARGET) or None,
+        training_data_fingerprint=tags.get(lineage.TRAINING_DATA_FINGERPRINT) or None,
     )
 
 
@@ -167,6 +174,22 @@ class DriftCheckMixin:
             )
         return resolve_uri(champion.training_data_uri, self.base_dir), champion
 
+    def _reference_changed(self, reference: pd.DataFrame, champion: Champion | None) -> bool:
+        """Whether the champion's training data (read back from its lineage URI) changed since training."""
+        if self.reference_uri or champion is None or not champion.training_data_fingerprint:
+            return False
+        from mlops_provider.core.data import fingerprint
+
+        changed = fingerprint(reference) != champion.training_data_fingerprint
+        if changed:
+            self.log.warning(  # type: ignore[attr-defined]
+                "The champion's training data at %s changed since version %s was trained (fingerprint "
+                "differs): drift is measured against that data as it is now",
+                champion.training_data_uri,
+                champion.version,
+            )
+        return changed
+
     def _read(self, uri: str) -> pd.DataFrame:
         from mlops_provider.core.data import read_frame
         from mlops_provider.hooks.storage import filesystem_for
@@ -182,6 +205,7 @@ class DriftCheckMixin:
         current_uri = resolve_uri(current_uri, self.base_dir)
         reference = self._read(reference_uri)
         current = self._read(current_uri)
+        reference_changed = self._reference_changed(reference, champion)
         columns = (
             list(self.columns) if self.columns is not None else (champion.features if champion else None)
         )
@@ -204,6 +228,7 @@ class DriftCheckMixin:
             reference_uri=reference_uri,
             current_uri=current_uri,
             champion_version=champion.version if champion else None,
+            reference_changed_since_training=reference_changed,
             report_uri=None,
         )
         self.log.info(
