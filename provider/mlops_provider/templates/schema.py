@@ -85,6 +85,7 @@ class TrainingSection(_Section):
         0.2, gt=0, lt=1, description="Holdout share (the gate scores both models on it)."
     )
     random_state: int = Field(42, description="Seed: a retry produces the same model.")
+    queue: str | None = Field(None, description="Celery queue of the training task (e.g. training).")
 
 
 class Bound(_Section):
@@ -189,6 +190,7 @@ class ModelConfig(_Section):
     tags: list[str] = Field(default_factory=list, description="Extra DAG tags.")
     owner: str = Field("mlops", description="DAG owner shown in the UI.")
     retries: int = Field(1, ge=0, le=10, description="Task retries for transient faults.")
+    retry_delay_seconds: int = Field(30, ge=0, le=3600, description="First retry delay (doubles per retry).")
     mlflow_conn_id: str = Field("mlflow_default", description="Airflow connection of type mlflow.")
 
     @field_validator("schedule")
