@@ -112,6 +112,8 @@ class MLflowSettings:
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.max_retries),
             "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
             "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+            # else MLflow copies the uv.lock/pyproject.toml of the task's working directory into models
+            "MLFLOW_LOG_UV_FILES": os.environ.get("MLFLOW_LOG_UV_FILES", "false"),
         }
         optional = {
             "MLFLOW_TRACKING_USERNAME": self.username,

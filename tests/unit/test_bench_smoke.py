@@ -1,0 +1,45 @@
+"""The benchmarks still run: `python -m bench --smoke` (tiny sizes) exits 0 and every benchmark gives rows."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def sections(text: str) -> dict[str, str]:
+    """``## <name>`` sections of the results file, by name."""
+    parts = re.split(r"^## (\S+)\n", text, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_bench_smoke_runs_every_benchmark(tmp_path: Path) -> None:
+    from bench.__main__ import BENCHMARKS
+
+    output = tmp_path / "RESULTS.smoke.md"
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "PYTHONWARNINGS": "ignore"}
+    env.pop("AIRFLOW__CORE__DAGS_FOLDER", None)  # the loop benchmark sets its own
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--output", str(output)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = sections(output.read_text())
+    assert set(found) == set(BENCHMARKS)
+    for name, body in found.items():
+        assert "FAILED" not in body, f"{name}: {body[:500]}"
+        table = [line for line in body.splitlines() if line.startswith("| ")]
+        assert len(table) >= 2, f"{name} produced no rows:\n{body[:500]}"  # header + at least one row
