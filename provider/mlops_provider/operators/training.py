@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 VALIDATION_RESULTS = ("passed", "warned", "failed", "not_run")
 MODEL_ARTIFACT = "model"
+TRAIN_METRICS_MAX_ROWS = 20_000
 INPUT_EXAMPLE_ROWS = 5
 # Distributions a logged sklearn model needs at load time; versions are read from this environment.
 _PIP_DISTRIBUTIONS = ("scikit-learn", "pandas", "numpy", "scipy", "skops", "cloudpickle")
@@ -348,9 +349,12 @@ class TrainModelOperator(BaseOperator):
 
         from mlops_provider.core.metrics import compute_metrics
 
-        train_report = compute_metrics(
-            result.model, result.X_train, result.train[self.target], self.ml_task_type
-        )
+        # training-set metrics are a sanity check (over/underfitting): a fixed sample is enough
+        X_fit, y_fit = result.X_train, result.train[self.target]
+        if len(X_fit) > TRAIN_METRICS_MAX_ROWS:
+            X_fit = X_fit.sample(n=TRAIN_METRICS_MAX_ROWS, random_state=self.random_state)
+            y_fit = y_fit.loc[X_fit.index]
+        train_report = compute_metrics(result.model, X_fit, y_fit, self.ml_task_type)
         example = result.X_train.head(INPUT_EXAMPLE_ROWS)
         signature = infer_signature(example, result.model.predict(example))
         params = {
