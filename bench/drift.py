@@ -36,6 +36,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from bench.common import status_kb, summary, timed
+
 SIZES = (10_000, 100_000, 1_000_000)
 SMOKE_SIZES = (2_000,)
 NUMERIC = [f"num_{i:02d}" for i in range(15)]
@@ -136,8 +138,8 @@ def report(reference: Any, current: Any) -> dict[str, bool]:
     operator = DriftCheckOperator(
         task_id="bench", model_name="bench", current_uri="current", report_sample_rows=REPORT_SAMPLE_ROWS
     )
-    summary = {**result.summary(), "reference_uri": "reference", "current_uri": "current"}
-    rendered = operator._render_report(reference, current, result, summary)
+    facts = {**result.summary(), "reference_uri": "reference", "current_uri": "current"}
+    rendered = operator._render_report(reference, current, result, facts)
     if rendered is None or not rendered[0]:
         raise RuntimeError("no report rendered")
     return {c.column: c.drifted for c in result.columns}
@@ -156,24 +158,16 @@ def frames_mb(reference: Any, current: Any) -> float:
     return (reference.memory_usage(deep=True).sum() + current.memory_usage(deep=True).sum()) / 2**20
 
 
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(field)
-
-
 def _memory_worker(workload: str, rows: int) -> None:
     """In a fresh process: build the frames, warm imports, reset the peak, run once, print JSON."""
     reference, current = generate(rows)
     warm_ref, warm_cur = generate(300, seed=1)
     WORKLOADS[workload](warm_ref, warm_cur)  # imports and first-call costs out of the measured peak
-    before = _status_kb("VmRSS")
+    before = status_kb("VmRSS")
     with open("/proc/self/clear_refs", "w") as handle:
         handle.write("5")
     WORKLOADS[workload](reference, current)
-    peak = _status_kb("VmHWM")
+    peak = status_kb("VmHWM")
     print(
         json.dumps({"peak_increase_mb": (peak - before) / 1024, "frames_mb": frames_mb(reference, current)}),
         flush=True,
@@ -195,24 +189,6 @@ def peak_memory(workload: str, rows: int) -> dict[str, float] | None:
         print(f"   memory worker {workload} at {rows} failed: {proc.stderr[-500:]}", file=sys.stderr)
         return None
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def timed(fn: Callable[[], Any], runs: int) -> tuple[list[float], Any]:
-    times = []
-    value = None
-    for _ in range(runs):
-        started = time.perf_counter()
-        value = fn()
-        times.append(time.perf_counter() - started)
-    return times, value
-
-
-def _fmt(times: list[float]) -> dict[str, Any]:
-    return {
-        "median_s": round(statistics.median(times), 3),
-        "min_max_s": f"{min(times):.3f}-{max(times):.3f}",
-        "runs": len(times),
-    }
 
 
 def run(sizes: Sequence[int] | None = None, smoke: bool = False, full: bool = False) -> list[dict[str, Any]]:
@@ -250,7 +226,7 @@ def run(sizes: Sequence[int] | None = None, smoke: bool = False, full: bool = Fa
                 "rows": rows,
                 "columns": 20,
                 "impl": name,
-                **_fmt(times),
+                **summary(times),
             }
             row["x_floor"] = round(statistics.median(times) / floor_median, 2)
             row["drifted"] = sum(decisions.values())

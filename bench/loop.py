@@ -51,6 +51,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.common import summary
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "bench_model"
 RETRAIN = f"{MODEL}_retrain"
@@ -432,14 +434,6 @@ def _med(values: Sequence[float | None]) -> float | None:
     return round(statistics.median(clean), 3) if clean else None
 
 
-def _fmt(values: Sequence[float]) -> dict[str, Any]:
-    return {
-        "median_s": round(statistics.median(values), 2),
-        "min_max_s": f"{min(values):.2f}-{max(values):.2f}",
-        "runs": len(values),
-    }
-
-
 def run(rows: int = 100_000, configs: int = 100, runs: int = 5, smoke: bool = False) -> list[dict[str, Any]]:
     """Summary rows (retrain DAG, trivial DAG, script) and one row per task with its breakdown."""
     warmup = 1
@@ -505,7 +499,7 @@ def summarise(
     walls = {kind: [s["wall"] for s in script_runs if s.get("kind", "plain") == kind] for kind in kinds}
     medians = {kind: statistics.median(w) for kind, w in walls.items() if w}
     for dag_id, label in ((RETRAIN, "retrain DAG (scheduler)"), (TRIVIAL, "trivial 6-task DAG (scheduler)")):
-        row = {"row": label, "rows": rows, "model_configs": configs + 1, **_fmt(totals[dag_id])}
+        row = {"row": label, "rows": rows, "model_configs": configs + 1, **summary(totals[dag_id], digits=2)}
         row["x_script"] = round(statistics.median(totals[dag_id]) / medians["plain"], 2)
         if "one_thread" in medians:
             row["x_script_1_thread"] = round(statistics.median(totals[dag_id]) / medians["one_thread"], 2)
@@ -519,7 +513,7 @@ def summarise(
             {
                 "row": label,
                 "rows": rows,
-                **_fmt(walls[kind]),
+                **summary(walls[kind], digits=2),
                 "x_script": round(medians[kind] / medians["plain"], 2),
                 "peak_rss_mb": round(statistics.median(s["peak_rss_mb"] for s in chosen), 0),
                 "data_mb": round(data_mb, 1),

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,16 +33,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.common import summary
+from demo.airflow_local import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "bench_registry"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_http(url: str, process: subprocess.Popen, timeout: float = 180) -> float:
@@ -64,7 +58,7 @@ def _wait_http(url: str, process: subprocess.Popen, timeout: float = 180) -> flo
 
 def start_server(folder: Path) -> tuple[subprocess.Popen, str, float]:
     """A local MLflow server (one worker, no job consumers) in its own process group."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
     log = open(folder / "mlflow-server.log", "wb")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
@@ -218,14 +212,6 @@ def _worker(runs: int, warmup: int, folder: str) -> dict[str, Any]:
     return {"samples": samples, "floor": floor}
 
 
-def _fmt(values: list[float]) -> dict[str, Any]:
-    return {
-        "median_s": round(statistics.median(values), 3),
-        "min_max_s": f"{min(values):.3f}-{max(values):.3f}",
-        "runs": len(values),
-    }
-
-
 def run(runs: int = 7, smoke: bool = False) -> list[dict[str, Any]]:
     """Rows: register, gate, alias move, total (target < 2 s), floor; plus the cold first promotion."""
     warmup = 1
@@ -273,11 +259,11 @@ def run(runs: int = 7, smoke: bool = False) -> list[dict[str, Any]]:
     cold = [s for s in result["samples"] if not s["warm"]]
     rows = []
     for step in ("register", "gate", "alias_move", "total"):
-        rows.append({"step": step, **_fmt([s[step] for s in warm]), "server": "mlflow server --workers 1"})
+        rows.append({"step": step, **summary([s[step] for s in warm]), "server": "mlflow server --workers 1"})
     rows[-1]["target"] = "< 2 s: " + ("met" if rows[-1]["median_s"] < 2 else "MISSED")
-    rows.append({"step": "floor (bare client calls, no gate)", **_fmt(result["floor"])})
+    rows.append({"step": "floor (bare client calls, no gate)", **summary(result["floor"])})
     if cold:
-        rows.append({"step": "total, first promotion (cold process)", **_fmt([s["total"] for s in cold])})
+        rows.append({"step": "total, first promotion (cold process)", **summary([s["total"] for s in cold])})
     rows.append({"step": "server start to /health", "median_s": round(ready_s, 1), "runs": 1})
     return rows
 

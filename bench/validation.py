@@ -36,10 +36,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from bench.common import timed
 
 SIZES = (100_000, 1_000_000)
 SMOKE_SIZES = (5_000,)
@@ -239,15 +240,6 @@ def operator(path: str, spec: dict[str, Any], reports: str) -> list[int]:
 
 
 # -- worker ------------------------------------------------------------------------------------------
-def _timed(fn: Callable[[], Any], runs: int) -> tuple[list[float], Any]:
-    times, value = [], None
-    for _ in range(runs):
-        started = time.perf_counter()
-        value = fn()
-        times.append(time.perf_counter() - started)
-    return times, value
-
-
 def _worker(rows: int, runs: int, dirty: bool) -> dict[str, Any]:
     """In a fresh process: build the data, warm every implementation, then time them interleaved."""
     import pandas as pd
@@ -286,7 +278,7 @@ def _worker(rows: int, runs: int, dirty: bool) -> dict[str, Any]:
     failed: dict[str, list[int]] = {}
     for _ in range(runs):  # interleaved: machine noise hits all alike
         for name, fn in impls.items():
-            t, value = _timed(fn, 1)
+            t, value = timed(fn, 1)
             times[name] += t
             failed[name] = value
     frame_mb = frame.memory_usage(deep=True).sum() / 2**20

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -396,6 +397,16 @@ class MLflowHook(BaseHook):
             return True, self.check()
         except Exception as err:  # the UI shows the message
             return False, str(err)
+
+
+class MLflowHookMixin:
+    """For operators, sensors and mixins with an ``mlflow_conn_id``: a ``hook`` built on first use."""
+
+    mlflow_conn_id: str
+
+    @cached_property
+    def hook(self) -> MLflowHook:
+        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
 
 def _mask(secret: str) -> None:

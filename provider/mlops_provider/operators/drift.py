@@ -19,7 +19,6 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from html import escape
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +29,7 @@ from mlops_provider.assets import drift_asset
 from mlops_provider.core import lineage
 from mlops_provider.core.data import resolve_uri
 from mlops_provider.core.paths import reports_root, run_prefix
-from mlops_provider.hooks.mlflow import MLflowHook
+from mlops_provider.hooks.mlflow import MLflowHook, MLflowHookMixin
 from mlops_provider.links.reports import DriftReportLink, report_url
 
 if TYPE_CHECKING:
@@ -111,7 +110,7 @@ def find_champion(hook: MLflowHook, model_name: str, alias: str = CHAMPION_ALIAS
     )
 
 
-class DriftCheckMixin:
+class DriftCheckMixin(MLflowHookMixin):
     """The drift check shared by :class:`DriftCheckOperator` and the drift sensor."""
 
     model_name: str
@@ -129,10 +128,6 @@ class DriftCheckMixin:
     data_conn_id: str | None
     mlflow_conn_id: str
     log: Any
-
-    @cached_property
-    def hook(self) -> MLflowHook:
-        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
     def check_drift_arguments(self) -> None:
         from mlops_provider.core.drift import check_arguments

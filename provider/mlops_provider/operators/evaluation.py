@@ -6,14 +6,13 @@ import json
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_provider.core import lineage
-from mlops_provider.hooks.mlflow import MLflowHook
+from mlops_provider.hooks.mlflow import MLflowHook, MLflowHookMixin
 from mlops_provider.links.mlflow import MLflowRunLink
 
 if TYPE_CHECKING:
@@ -91,7 +90,7 @@ def holdout_xy(
     return holdout[list(features)], holdout[target]
 
 
-class EvaluateModelOperator(BaseOperator):
+class EvaluateModelOperator(MLflowHookMixin, BaseOperator):
     """
     Score a training run's model on the holdout it logged and record the metrics on the run.
 
@@ -144,10 +143,6 @@ class EvaluateModelOperator(BaseOperator):
         self.compute_importance = compute_importance
         self.importance_max_rows = importance_max_rows
         self.mlflow_conn_id = mlflow_conn_id
-
-    @cached_property
-    def hook(self) -> MLflowHook:
-        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlflow.exceptions import MlflowException

@@ -23,14 +23,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_provider.core import lineage
-from mlops_provider.hooks.mlflow import MLflowHook
+from mlops_provider.hooks.mlflow import MLflowHook, MLflowHookMixin
 from mlops_provider.links.mlflow import MLflowModelVersionLink
 from mlops_provider.operators.training import task_identity
 
@@ -62,7 +61,7 @@ def _who(context: Context) -> str:
     return "airflow"
 
 
-class RegisterModelOperator(BaseOperator):
+class RegisterModelOperator(MLflowHookMixin, BaseOperator):
     """
     Register ``runs:/<run_id>/model`` as a new version of ``model_name``, exactly once per run.
 
@@ -94,10 +93,6 @@ class RegisterModelOperator(BaseOperator):
         self.run_id = run_id
         self.tags = tags
         self.mlflow_conn_id = mlflow_conn_id
-
-    @cached_property
-    def hook(self) -> MLflowHook:
-        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlflow.exceptions import MlflowException
@@ -249,7 +244,7 @@ def as_bool(value: Any, name: str) -> bool:
     raise AirflowFailException(f"{name} must be true or false, got {value!r}")
 
 
-class PromoteModelOperator(BaseOperator, _AliasMover):
+class PromoteModelOperator(MLflowHookMixin, BaseOperator, _AliasMover):
     """
     The quality gate: move ``alias`` (default ``champion``) to ``version`` only when every gate passes.
 
@@ -339,10 +334,6 @@ class PromoteModelOperator(BaseOperator, _AliasMover):
         self.approved_by = approved_by
         self.response_timeout = response_timeout
         self.mlflow_conn_id = mlflow_conn_id
-
-    @cached_property
-    def hook(self) -> MLflowHook:
-        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
     # -- phase 1: score and decide --------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
@@ -615,7 +606,7 @@ def _small(summary: Mapping[str, Any]) -> dict[str, Any]:
     return {k: summary.get(k) for k in keys}
 
 
-class RollbackModelOperator(BaseOperator, _AliasMover):
+class RollbackModelOperator(MLflowHookMixin, BaseOperator, _AliasMover):
     """
     Move ``alias`` back to the version holding ``previous_champion`` (or to ``to_version``).
 
@@ -650,10 +641,6 @@ class RollbackModelOperator(BaseOperator, _AliasMover):
         self.alias = alias
         self.reason = reason
         self.mlflow_conn_id = mlflow_conn_id
-
-    @cached_property
-    def hook(self) -> MLflowHook:
-        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlflow.exceptions import MlflowException

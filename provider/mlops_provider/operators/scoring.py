@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_provider.core import lineage
-from mlops_provider.hooks.mlflow import MLflowHook
+from mlops_provider.hooks.mlflow import MLflowHook, MLflowHookMixin
 from mlops_provider.links.mlflow import MLflowModelVersionLink
 
 if TYPE_CHECKING:
@@ -41,7 +40,7 @@ def score_in_chunks(
     return pd.concat(parts, ignore_index=True)
 
 
-class BatchScoreOperator(BaseOperator):
+class BatchScoreOperator(MLflowHookMixin, BaseOperator):
     """
     Score a dataset with ``models:/<model_name>@<alias>`` and write the predictions atomically.
 
@@ -99,10 +98,6 @@ class BatchScoreOperator(BaseOperator):
         self.base_dir = base_dir
         self.data_conn_id = data_conn_id
         self.mlflow_conn_id = mlflow_conn_id
-
-    @cached_property
-    def hook(self) -> MLflowHook:
-        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlflow.exceptions import MlflowException

@@ -8,14 +8,13 @@ import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_provider.core import lineage
-from mlops_provider.hooks.mlflow import MLflowHook
+from mlops_provider.hooks.mlflow import MLflowHook, MLflowHookMixin
 from mlops_provider.links.mlflow import MLflowRunLink
 
 if TYPE_CHECKING:
@@ -124,7 +123,7 @@ def _json_param(value: Any) -> str:
     return text[:6000]
 
 
-class TrainModelOperator(BaseOperator):
+class TrainModelOperator(MLflowHookMixin, BaseOperator):
     """
     Train a scikit-learn estimator on a dataset and log the model, its metrics and lineage to MLflow.
 
@@ -209,10 +208,6 @@ class TrainModelOperator(BaseOperator):
         self.base_dir = base_dir
         self.data_conn_id = data_conn_id
         self.mlflow_conn_id = mlflow_conn_id
-
-    @cached_property
-    def hook(self) -> MLflowHook:
-        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_provider.core.data import fingerprint, read_frame, resolve_uri

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, conf
 from airflow.sdk.exceptions import AirflowException
 
-from mlops_provider.hooks.mlflow import MLflowHook
+from mlops_provider.hooks.mlflow import MLflowHook, MLflowHookMixin
 from mlops_provider.triggers.registry import ModelAliasTrigger
 
 if TYPE_CHECKING:
@@ -19,7 +18,7 @@ if TYPE_CHECKING:
 _UNSET = object()
 
 
-class ModelAliasSensor(BaseSensorOperator):
+class ModelAliasSensor(MLflowHookMixin, BaseSensorOperator):
     """
     Wait until ``model_name@alias`` points at a version different from ``from_version``.
 
@@ -60,10 +59,6 @@ class ModelAliasSensor(BaseSensorOperator):
         self.mlflow_conn_id = mlflow_conn_id
         self._baseline: Any = _UNSET
         self._found: str | None = None
-
-    @cached_property
-    def hook(self) -> MLflowHook:
-        return MLflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
     def _current(self) -> str | None:
         from mlflow.exceptions import MlflowException
