@@ -15,6 +15,9 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__EXECUTOR := LocalExecutor
 export AIRFLOW__CORE__PARALLELISM := 4
+# Warm workers: tasks fork from a scheduler-side forkserver that imported the heavy libraries once.
+export AIRFLOW__SCHEDULER__MP_START_METHOD := forkserver
+export AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD := mlops_provider.preload
 export AIRFLOW__USAGE_DATA_COLLECTION__ENABLED := False
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL := 30
 export MLFLOW_DISABLE_TELEMETRY := true

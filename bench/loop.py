@@ -9,9 +9,14 @@ LocalExecutor, parallelism 4), the api-server, scheduler and dag-processor as ch
 (``demo.airflow_local``); a DAG folder holding ``dags/mlops_dags.py`` with the model ``bench_model``
 (Seattle weather resampled to ``--rows`` rows, the seattle_weather suite and estimator) plus 100 copies
 of the seattle_weather config (so each task process re-parses a file that knows 101 models), and
-``trivial.py``: six no-op PythonOperator tasks in a chain (the floor of Airflow's own overhead: the
-retrain DAG has six tasks too). MLflow: a temporary SQLite store. One warm-up run of each DAG, then
+``trivial.py``: five no-op PythonOperator tasks in a chain (the floor of Airflow's own overhead: the
+retrain DAG has five tasks too). MLflow: a temporary SQLite store. One warm-up run of each DAG, then
 ``--runs`` measured runs, the two DAGs interleaved.
+
+Two worker set-ups, each on its own fresh Airflow: ``warm`` (what the Makefile, the demo and
+docker-compose ship: LocalExecutor workers fork from a forkserver that imported
+``mlops_provider.preload``, so tasks inherit the heavy libraries) and ``cold`` (Airflow's defaults:
+every task process imports them again).
 
 Figures:
 
@@ -52,13 +57,16 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import summary
+from demo.airflow_local import WARM_WORKERS
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "bench_model"
 RETRAIN = f"{MODEL}_retrain"
 TRIVIAL = "trivial_chain"
+# warm: LocalExecutor workers fork from a forkserver that imported mlops_provider.preload (what the
+# Makefile, the demo and docker-compose ship); cold: Airflow's defaults, every task imports again.
+WORKERS = ("warm", "cold")
 TASKS = (
-    "record_trigger",
     "validate_data",
     "train_model",
     "evaluate_model",
@@ -81,7 +89,7 @@ if __import__("os").environ.get("BENCH_TIMING_LOG"):  # added by bench.loop: per
 """
 TIMING_HEADER = "import time as _bench_time\n\n_BENCH_T0 = _bench_time.time()\n"
 
-TRIVIAL_DAG = '''"""Six no-op Python tasks in a chain: Airflow's own per-task overhead."""
+TRIVIAL_DAG = '''"""Five no-op Python tasks in a chain: Airflow's own per-task overhead."""
 from datetime import datetime
 
 from airflow.providers.standard.operators.python import PythonOperator
@@ -94,7 +102,7 @@ def noop() -> None:
 
 with DAG("trivial_chain", schedule=None, start_date=datetime(2024, 1, 1), catchup=False) as dag:
     previous = None
-    for i in range(6):
+    for i in range(5):
         task = PythonOperator(task_id=f"t{i}", python_callable=noop)
         if previous is not None:
             previous >> task
@@ -138,7 +146,9 @@ def instrument(namespace: dict[str, Any], t0: float) -> None:
             from mlops_provider.core.validation import quiet_gx_logging
 
             quiet_gx_logging()
-        for name in TASK_IMPORTS.get(str(parsing.task_id), ()):
+        wanted = TASK_IMPORTS.get(str(parsing.task_id), ())
+        marks["inherited"] = float(all(name in sys.modules for name in wanted))
+        for name in wanted:
             importlib.import_module(name)
         marks["t3"] = time.time()
         if os.environ.get("BENCH_PROFILE_DIR"):  # profiling aid: pyinstrument, when installed
@@ -168,6 +178,7 @@ def instrument(namespace: dict[str, Any], t0: float) -> None:
             "t4": t4,
             "rss_parsed_mb": rss_parsed,
             "peak_rss_mb": _status_mb("VmHWM"),
+            "imports_inherited": bool(marks.get("inherited")),
         }
         with open(os.environ["BENCH_TIMING_LOG"], "a") as handle:
             handle.write(json.dumps(line) + "\n")
@@ -223,7 +234,7 @@ def make_dag_folder(folder: Path, rows: int, n_configs: int) -> float:
     return make_training_csv(configs / MODEL / "train.csv", rows)
 
 
-def base_env(tmp: Path) -> dict[str, str]:
+def base_env(tmp: Path, warm: bool = True) -> dict[str, str]:
     store = tmp / "mlflow"
     store.mkdir(exist_ok=True)
     conn = {
@@ -249,6 +260,10 @@ def base_env(tmp: Path) -> dict[str, str]:
         "PYTHONWARNINGS": "ignore",
     }
     env.pop("MLFLOW_TRACKING_URI", None)
+    for key in WARM_WORKERS:  # the Makefile exports them: "cold" must drop them
+        env.pop(key, None)
+    if warm:
+        env.update(WARM_WORKERS)
     return env
 
 
@@ -276,14 +291,14 @@ def _driver(warmup: int, runs: int, script_job: str) -> dict[str, Any]:
                         "run_id": run_id,
                         "state": state,
                         "triggered": triggered,
-                        "warm": i >= warmup,
+                        "measured": i >= warmup,
                     }
                 )
             for kind, script_env in job["envs"].items():
                 started = time.time()
                 result = _subprocess(job["args"], script_env, "plain script", Path(job["cwd"]))
                 script_runs.append(
-                    {**result, "wall": time.time() - started, "warm": i >= warmup, "kind": kind}
+                    {**result, "wall": time.time() - started, "measured": i >= warmup, "kind": kind}
                 )
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
@@ -434,15 +449,28 @@ def _med(values: Sequence[float | None]) -> float | None:
     return round(statistics.median(clean), 3) if clean else None
 
 
-def run(rows: int = 100_000, configs: int = 100, runs: int = 5, smoke: bool = False) -> list[dict[str, Any]]:
-    """Summary rows (retrain DAG, trivial DAG, script) and one row per task with its breakdown."""
+def run(
+    rows: int = 100_000,
+    configs: int = 100,
+    runs: int = 5,
+    smoke: bool = False,
+    workers: Sequence[str] = WORKERS,
+) -> list[dict[str, Any]]:
+    """Per worker set-up: summary rows (retrain DAG, trivial DAG, script), one row per task."""
     warmup = 1
     if smoke:
-        rows, configs, runs, warmup = 2_000, 10, 1, 0
+        rows, configs, runs, warmup, workers = 2_000, 10, 1, 0, ("warm",)
+    out: list[dict[str, Any]] = []
+    for kind in workers:
+        out += _run_workers(kind, rows, configs, runs, warmup)
+    return out
+
+
+def _run_workers(workers: str, rows: int, configs: int, runs: int, warmup: int) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="bench-loop-") as tmp_name:
         tmp = Path(tmp_name)
         data_mb = make_dag_folder(tmp / "dags", rows, configs)
-        env = base_env(tmp)
+        env = base_env(tmp, warm=workers == "warm")
         # The plain script: its own store, a fresh process per run, runs accumulate (gate vs champion);
         # no Airflow, OpenMP defaults; and the same with OMP_NUM_THREADS=1 (the provider's default).
         script_store = tmp / "script-mlflow"
@@ -468,8 +496,9 @@ def run(rows: int = 100_000, configs: int = 100, runs: int = 5, smoke: bool = Fa
         timing = [
             json.loads(line) for line in (tmp / "timing.jsonl").read_text().splitlines() if line.strip()
         ]
-        script_runs = [r for r in driven["script"] if r["warm"]]
-    return summarise(driven["runs"], timing, script_runs, data_mb, rows, configs)
+        script_runs = [r for r in driven["script"] if r["measured"]]
+    rows_out = summarise(driven["runs"], timing, script_runs, data_mb, rows, configs)
+    return [{"workers": workers, **row} for row in rows_out]
 
 
 def summarise(
@@ -485,7 +514,7 @@ def summarise(
         raise RuntimeError(
             f"DAG run(s) did not succeed: {[(r['dag_id'], r['run_id'], r['state']) for r in failed]}"
         )
-    warm = [r for r in dag_runs if r["warm"]]
+    warm = [r for r in dag_runs if r["measured"]]
     by_key = {(t["dag_id"], t["run_id"], t["task_id"]): t for t in timing}
     out: list[dict[str, Any]] = []
     totals = {
@@ -498,7 +527,7 @@ def summarise(
     }
     walls = {kind: [s["wall"] for s in script_runs if s.get("kind", "plain") == kind] for kind in kinds}
     medians = {kind: statistics.median(w) for kind, w in walls.items() if w}
-    for dag_id, label in ((RETRAIN, "retrain DAG (scheduler)"), (TRIVIAL, "trivial 6-task DAG (scheduler)")):
+    for dag_id, label in ((RETRAIN, "retrain DAG (scheduler)"), (TRIVIAL, "trivial 5-task DAG (scheduler)")):
         row = {"row": label, "rows": rows, "model_configs": configs + 1, **summary(totals[dag_id], digits=2)}
         row["x_script"] = round(statistics.median(totals[dag_id]) / medians["plain"], 2)
         if "one_thread" in medians:
@@ -542,6 +571,7 @@ def summarise(
                 "overhead_s": total - imports - (work or 0.0),
                 "rss_parsed_mb": t.get("rss_parsed_mb"),
                 "peak_rss_mb": t.get("peak_rss_mb"),
+                "imports_inherited": 1.0 if t.get("imports_inherited") else 0.0,
             }
             bucket = per_task.setdefault((run["dag_id"], task_id), {})
             for key, value in figures.items():
@@ -565,6 +595,7 @@ def summarise(
             row["rss_parsed_mb"] = round(row["rss_parsed_mb"], 0)
             row["peak_rss_mb"] = round(row["peak_rss_mb"], 0)
         row["overhead_vs_trivial_s"] = round(statistics.median(bucket["overhead_s"]) - trivial_total, 3)
+        row["imports_inherited"] = all(bucket["imports_inherited"])
         if dag_id == RETRAIN and task_id in task_data:
             row["data_mb"] = round(task_data[task_id], 1)
         out.append(row)
@@ -578,6 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--workers", nargs="+", choices=WORKERS, default=list(WORKERS))
     parser.add_argument("--driver", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--script-job", help=argparse.SUPPRESS)
     parser.add_argument(
@@ -590,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.script:
         print(json.dumps(_script(*args.script)), flush=True)
         return 0
-    rows = run(args.rows, args.configs, args.runs, smoke=args.smoke)
+    rows = run(args.rows, args.configs, args.runs, smoke=args.smoke, workers=args.workers)
     keys = list(dict.fromkeys(k for row in rows for k in row))
     print(" | ".join(keys))
     for row in rows:

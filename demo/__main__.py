@@ -35,7 +35,6 @@ def show_run(dag_id: str, run_id: str, state: str) -> None:
 
     tasks = af.task_states(dag_id, run_id)
     order = [
-        "record_trigger",
         "validate_data",
         "validate_current",
         "train_model",
@@ -129,7 +128,10 @@ def main() -> int:
         run_id = af.wait_new_run(retrain, known)
         state = af.wait_run(retrain, run_id)
         show_run(retrain, run_id, state)
-        say(f"   started by: {(af.xcom(retrain, run_id, 'record_trigger') or {}).get('cause')}")
+        trigger = (af.xcom(retrain, run_id, "train_model") or {}).get("trigger") or {}
+        say(
+            f"   started by: {trigger.get('cause')} {[e.get('asset') for e in trigger.get('drift_events', [])]}"
+        )
         describe_gate(af.xcom(retrain, run_id, "promote_model"))
         say(f"   champion now: v{champion()}")
 

@@ -19,6 +19,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+# Warm workers (mlops_provider.preload): LocalExecutor workers fork from a forkserver that imported
+# the heavy libraries once, so task processes inherit them instead of importing them again.
+WARM_WORKERS = {
+    "AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
+    "AIRFLOW__SCHEDULER__MP_FORKSERVER_PRELOAD": "mlops_provider.preload",
+}
 
 
 def embedded_env(root: Path = ROOT) -> dict[str, str]:
@@ -31,6 +37,7 @@ def embedded_env(root: Path = ROOT) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
+        **WARM_WORKERS,
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "MLOPS_MLFLOW_UI_URL": "http://127.0.0.1:5000",
     }

@@ -306,6 +306,8 @@ def _airflow_env(tmp: Path, name: str, ports: dict[str, int], airflow_db: str) -
             "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "3600",
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://postgres@127.0.0.1:5432/{airflow_db}",
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+            # warm workers: the Celery worker imports mlops_provider.preload before forking its pool
+            "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "mlops_provider.celery_config.CELERY_CONFIG",
             "AIRFLOW__OPERATORS__DEFAULT_QUEUE": "default",
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(ports["api"]),

@@ -66,6 +66,7 @@ def test_retrain_triggered_through_rest(topology: Topology) -> None:
     tags = version["run_tags"]
     assert tags["mlops.dag_id"] == RETRAIN
     assert tags["mlops.task_id"] == "train_model"
+    assert tags["mlops.trigger.cause"] == "manual"
     assert tags["mlops.training_data_uri"] == "s3://data/seattle_weather/train/*.csv"
     assert tags["mlops.training_data_fingerprint"]
     assert tags["mlops.validation_result"] == "passed"
@@ -134,6 +135,11 @@ def test_drift_event_starts_retrain_and_deferred_sensor_resumes(topology: Topolo
         "select run_type from dag_run where dag_id = %s and run_id = %s", (RETRAIN, retrain_run)
     )
     assert rows[0][0] == "asset_triggered"
+    trained = topology.api.get(
+        f"/api/v2/dags/{RETRAIN}/dagRuns/{retrain_run}/taskInstances/train_model/xcomEntries/return_value"
+    )["value"]
+    assert trained["trigger"]["cause"] == "drift", trained["trigger"]
+    assert trained["trigger"]["drift_events"][0]["source_dag_id"] == DRIFT, trained["trigger"]
 
     # The deferred sensor resumes through the triggerer once the alias moved.
     assert topology.api.wait_run(SENSOR_DAG, sensor_run, timeout=120) == "success"

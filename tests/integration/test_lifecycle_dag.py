@@ -122,6 +122,7 @@ def test_train_evaluate_register_promote_score_in_a_dag_run(
     }
     promoted = xcom("promote")
     assert promoted["decision"] == "promoted"
+    assert promoted["challenger_metrics_source"] == "evaluation"
     assert {g["gate"] for g in promoted["gates"]} == {"threshold_min", "slice_gap"}
     links = run.get_task_instance("promote").xcom_pull(task_ids="promote", key="mlflow_model_version_url")
     assert links == "http://mlflow.test/#/models/penguins/versions/1"

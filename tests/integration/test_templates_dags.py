@@ -112,12 +112,13 @@ def test_retrain_runs_the_loop_and_batch_score_uses_the_champion(model_dags):
 
     run = retrain.test()
     assert set(states(run).values()) == {"success"}, states(run)
-    assert xcom(run, "record_trigger")["cause"] == "manual"
+    assert xcom(run, "train_model")["trigger"]["cause"] == "manual"
     assert xcom(run, "promote_model")["decision"] == "promoted"
     assert champion() == "1"
     with MLflowHook().session() as client:
         tags = client.get_model_version(MODEL, "1").tags
     assert tags["mlops.validation_result"] == "passed"
+    assert tags["mlops.trigger.cause"] == "manual"
     assert tags["mlops.dag_id"] == f"{MODEL}_retrain"
     assert tags["mlops.training_data_fingerprint"].startswith("sha256:")
 
@@ -191,7 +192,7 @@ def test_refused_gate_keeps_the_champion_and_a_forced_retrain_skips_the_comparis
     run = dags[f"{MODEL}_retrain"].test(run_conf={"skip_vs_champion": True, "force_reason": "new sensor"})
     assert states(run)["promote_model"] == "success", states(run)
     assert xcom(run, "promote_model")["decision"] == "promoted"
-    assert xcom(run, "record_trigger")["forced"] == {"skip_vs_champion": True, "reason": "new sensor"}
+    assert xcom(run, "train_model")["trigger"]["forced"] == {"skip_vs_champion": True, "reason": "new sensor"}
     assert champion() == "3"
 
 

@@ -43,3 +43,16 @@ def test_bench_smoke_runs_every_benchmark(tmp_path: Path) -> None:
         assert "FAILED" not in body, f"{name}: {body[:500]}"
         table = [line for line in body.splitlines() if line.startswith("| ")]
         assert len(table) >= 2, f"{name} produced no rows:\n{body[:500]}"  # header + at least one row
+    # Warm workers (mlops_provider.preload, what we ship): the retrain tasks inherited their libraries.
+    loop = [line.strip("|").split("|") for line in found["loop"].splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in loop[0]]
+    rows = [dict(zip(header, (cell.strip() for cell in line), strict=True)) for line in loop[2:]]
+    tasks = [r for r in rows if r["row"].startswith("task bench_model_retrain.")]
+    assert {r["row"].rsplit(".", 1)[1] for r in tasks} == {
+        "validate_data",
+        "train_model",
+        "evaluate_model",
+        "register_model",
+        "promote_model",
+    }
+    assert all(r["workers"] == "warm" and r["imports_inherited"] == "True" for r in tasks), tasks

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 METRIC_PREFIX = "holdout_"
 IMPORTANCE_ARTIFACT = "evaluation/permutation_importance.json"
 SLICES_ARTIFACT = "evaluation/slice_metrics.json"
+# Written last by EvaluateModelOperator; PromoteModelOperator reuses the challenger's numbers from it.
+HOLDOUT_RECORD_ARTIFACT = "evaluation/holdout_metrics.json"
+HOLDOUT_RECORD_FORMAT = 1
 
 
 @dataclass
@@ -71,6 +74,63 @@ def load_holdout(client: MlflowClient, run_id: str) -> pd.DataFrame:
         return pd.read_parquet(path)
 
 
+def read_holdout_record(client: MlflowClient, run_id: str) -> tuple[Any, str]:
+    """
+    The evaluation record (``evaluation/holdout_metrics.json``) of a training run, parsed, or ``None``
+    and why not. A missing record is normal (no EvaluateModelOperator ran on the run); other MLflow
+    errors propagate.
+    """
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, HOLDOUT_RECORD_ARTIFACT, tmp)
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            return None, f"run {run_id} has no {HOLDOUT_RECORD_ARTIFACT} (EvaluateModelOperator did not run)"
+        except OSError as err:
+            return None, f"cannot read {HOLDOUT_RECORD_ARTIFACT} of run {run_id} ({err})"
+        try:
+            with open(path, encoding="utf-8") as f:
+                return json.load(f), ""
+        except (OSError, ValueError) as err:
+            return None, f"{HOLDOUT_RECORD_ARTIFACT} of run {run_id} is not readable JSON ({err})"
+
+
+def holdout_fingerprint(holdout: pd.DataFrame) -> str | None:
+    """A hash of a holdout's columns, dtypes and values (row order included); ``None`` if unhashable."""
+    import hashlib
+
+    import pandas as pd
+
+    try:
+        values = pd.util.hash_pandas_object(holdout, index=False).to_numpy().tobytes()
+    except (TypeError, ValueError):
+        return None
+    digest = hashlib.sha256(json.dumps([[str(c), str(t)] for c, t in holdout.dtypes.items()]).encode())
+    digest.update(values)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def logged_model_id(client: MlflowClient, run_id: str, experiment_id: str, name: str = "model") -> str | None:
+    """
+    The id of the logged model ``runs:/<run_id>/<name>`` resolves to (MLflow 3 logged models); ``None``
+    when the tracking server cannot tell or the run holds no such model, or several.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = client.search_logged_models(
+            experiment_ids=[experiment_id],
+            filter_string=f"name = '{name}' AND source_run_id = '{run_id}'",
+            max_results=2,
+        )
+    except MlflowException:  # e.g. a server without logged models: the record just names no model id
+        return None
+    return found[0].model_id if len(found) == 1 else None
+
+
 def load_model(model_uri: str) -> Any:
     """The sklearn model at ``model_uri`` (skops or pickle, as logged)."""
     import mlflow
@@ -98,6 +158,11 @@ class EvaluateModelOperator(MLflowHookMixin, BaseOperator):
     logged as JSON artifacts ``evaluation/slice_metrics.json`` and
     ``evaluation/permutation_importance.json``. Non-finite metric values are returned as ``null`` and
     listed in ``non_finite`` (and not logged as numbers).
+
+    Last, once everything else is logged, the record ``evaluation/holdout_metrics.json`` names what was
+    scored (model, holdout fingerprint, task type, features, target, provider version) with the metrics
+    and slice metrics: PromoteModelOperator reuses the challenger's numbers from it instead of loading
+    the model again, when all of that matches what it would score.
 
     Slices: a numeric ``slice_column`` with more than 10 distinct values is cut into quartile buckets
     (labels like ``(12.5, 17.0]``); otherwise each value (and "<missing>") is a slice.
@@ -147,6 +212,7 @@ class EvaluateModelOperator(MLflowHookMixin, BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from mlflow.exceptions import MlflowException
 
+        from mlops_provider import __version__
         from mlops_provider.core.metrics import (
             DEFAULT_PRIMARY,
             compute_metrics,
@@ -175,7 +241,9 @@ class EvaluateModelOperator(MLflowHookMixin, BaseOperator):
                 holdout = load_holdout(client, self.run_id)
                 where = f"MLflow run {self.run_id}"
                 X, y = holdout_xy(holdout, run_lineage.features, run_lineage.target, where)
-                model = load_model(f"runs:/{self.run_id}/model")
+                model_uri = f"runs:/{self.run_id}/model"
+                model_id = logged_model_id(client, self.run_id, run_lineage.experiment_id)
+                model = load_model(model_uri)
                 report = compute_metrics(model, X, y, task_type)
                 slices: dict[str, Any] = {}
                 if self.slice_column:
@@ -191,6 +259,24 @@ class EvaluateModelOperator(MLflowHookMixin, BaseOperator):
                     else None
                 )
                 self._record(client, report.values, report.non_finite, slices, importance)
+                record = {
+                    "format": HOLDOUT_RECORD_FORMAT,
+                    "model_uri": model_uri,
+                    "model_id": model_id,
+                    "holdout_artifact": lineage.HOLDOUT_ARTIFACT,
+                    "holdout_fingerprint": holdout_fingerprint(holdout),
+                    "code_version": __version__,
+                    "task_type": task_type,
+                    "features": run_lineage.features,
+                    "target": run_lineage.target,
+                    "rows": report.rows,
+                    "metrics": report.values,
+                    "non_finite": report.non_finite,
+                    "slice_column": self.slice_column or None,
+                    "slices": slices if self.slice_column else None,
+                }
+                # last: its presence means the evaluation above was recorded completely
+                client.log_dict(self.run_id, record, HOLDOUT_RECORD_ARTIFACT)
             except MlflowException as err:
                 raise self.hook.unavailable(err) from err
         MLflowRunLink.persist(

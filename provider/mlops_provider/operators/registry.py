@@ -5,8 +5,13 @@ Design notes:
 * **Register** is idempotent: the version carries the tag ``mlops.training_run_id``; a retry finds it
   instead of creating another, and when two concurrent tries both created one, the lowest version is
   kept and the others deleted.
-* **Promote** scores challenger and champion itself on the challenger's holdout (logged numbers are
-  not trusted). Only MLflow's "no such alias" answer means "no champion"; any other error fails the
+* **Promote** compares challenger and champion on the challenger's holdout. The challenger's numbers
+  come from EvaluateModelOperator's record (``evaluation/holdout_metrics.json`` on the training run)
+  only when it provably describes what promote would score: the version's model, the same holdout
+  (fingerprint and row count), task type, features, target and provider version, with every gated
+  metric (and the configured slices); otherwise, and with ``reuse_evaluation=False``, promote loads
+  the challenger and scores it. The champion is always loaded and scored. Other logged metrics are
+  never trusted. Only MLflow's "no such alias" answer means "no champion"; any other error fails the
   task. Alias moves happen under :class:`mlops_provider.core.gate.RegistryLock` (an atomic create of a
   lock registered model), re-read the champion first (refusing if it changed since the gates were
   scored), and read the alias back afterwards. Every move appends ``{alias, action, from, to, why,
@@ -244,11 +249,116 @@ def as_bool(value: Any, name: str) -> bool:
     raise AirflowFailException(f"{name} must be true or false, got {value!r}")
 
 
+# Metrics compute_metrics leaves out when undefined for the data (see mlops_provider.core.metrics).
+OPTIONAL_METRICS = frozenset({"roc_auc", "log_loss"})
+
+
+def _brief(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def _metrics_problem(
+    metrics: Any, non_finite: Any, names: Sequence[str], required: set[str], what: str
+) -> str:
+    """Why ``metrics``/``non_finite`` are not what compute_metrics returns for ``names``; "" if they are."""
+    from mlops_provider.core.metrics import is_finite_number
+
+    if not isinstance(metrics, Mapping) or not isinstance(non_finite, list):
+        return f"{what}: metrics/non_finite are not a mapping and a list"
+    unknown = set(metrics) - set(names)
+    if unknown:
+        return f"{what}: unknown metric(s) {sorted(unknown)}"
+    absent = required - set(metrics)
+    if absent:
+        return f"{what}: lacks metric(s) {sorted(absent)}"
+    if any(v is not None and not is_finite_number(v) for v in metrics.values()):
+        return f"{what}: a metric value is neither a finite number nor null"
+    if set(non_finite) != {k for k, v in metrics.items() if v is None}:
+        return f"{what}: non_finite {_brief(non_finite)} does not list exactly the null metrics"
+    return ""
+
+
+def evaluation_mismatch(
+    record: Any,
+    *,
+    run_id: str,
+    model_source: str | None,
+    holdout: Any,
+    task_type: str,
+    features: Sequence[str],
+    target: str,
+    gated: set[str],
+    slice_column: str | None,
+) -> str:
+    """
+    Why EvaluateModelOperator's ``record`` (``evaluation/holdout_metrics.json``) does not describe what
+    promote would score; "" when its challenger numbers can be used as they are. ``model_source`` is the
+    model version's source (``models:/<logged model id>`` or ``runs:/<run_id>/model``).
+    """
+    from mlops_provider import __version__
+    from mlops_provider.core.metrics import metric_names
+    from mlops_provider.operators.evaluation import HOLDOUT_RECORD_FORMAT, holdout_fingerprint
+
+    if not isinstance(record, Mapping):
+        return "the record is not a JSON object"
+    model_uri = f"runs:/{run_id}/model"
+    for key, expected in (
+        ("format", HOLDOUT_RECORD_FORMAT),
+        ("model_uri", model_uri),
+        ("holdout_artifact", lineage.HOLDOUT_ARTIFACT),
+        ("code_version", __version__),
+        ("task_type", task_type),
+        ("features", list(features)),
+        ("target", target),
+        ("rows", len(holdout)),
+    ):
+        if record.get(key) != expected:
+            return f"its {key} {_brief(record.get(key))} is not {_brief(expected)}"
+    model_id = record.get("model_id")
+    sources = {model_uri, *([f"models:/{model_id}"] if isinstance(model_id, str) and model_id else [])}
+    if model_source not in sources:
+        return f"the version's model {model_source!r} is not the evaluated {' or '.join(sorted(sources))}"
+    fingerprint = holdout_fingerprint(holdout)
+    if fingerprint is None or record.get("holdout_fingerprint") != fingerprint:
+        return "it was computed on a holdout with other content (fingerprint differs)"
+    try:
+        names = metric_names(task_type)
+    except ValueError as err:
+        return str(err)
+    always = set(names) - OPTIONAL_METRICS
+    problem = _metrics_problem(
+        record.get("metrics"), record.get("non_finite"), names, always | set(gated), "its metrics"
+    )
+    if problem:
+        return problem
+    if slice_column is None:
+        return ""
+    if record.get("slice_column") != slice_column:
+        return f"its slice_column {_brief(record.get('slice_column'))} is not {slice_column!r}"
+    slices = record.get("slices")
+    if not isinstance(slices, Mapping) or not slices:
+        return "it holds no slice metrics"
+    rows = 0
+    for label, report in slices.items():
+        if not isinstance(report, Mapping) or not isinstance(report.get("rows"), int):
+            return f"slice {label!r} is not a metric report"
+        problem = _metrics_problem(
+            report.get("metrics"), report.get("non_finite"), names, always, f"slice {label!r}"
+        )
+        if problem:
+            return problem
+        rows += report["rows"]
+    if rows != len(holdout):
+        return f"its slices cover {rows} rows, the holdout has {len(holdout)}"
+    return ""
+
+
 class PromoteModelOperator(MLflowHookMixin, BaseOperator, _AliasMover):
     """
     The quality gate: move ``alias`` (default ``champion``) to ``version`` only when every gate passes.
 
-    Gates, all scored by this operator on the challenger's holdout:
+    Gates, all scored on the challenger's holdout:
 
     * ``thresholds`` ``{metric: {min: x, max: y}}``: absolute bounds on the challenger;
     * ``vs_champion`` ``{metric: {min_delta: d}}``: least improvement over the current champion, scored on
@@ -258,6 +368,12 @@ class PromoteModelOperator(MLflowHookMixin, BaseOperator, _AliasMover):
     With no champion, ``first_run`` decides: ``promote`` (when the absolute gates pass) or
     ``require_approval`` (a human decides, see ``approval``). NaN/inf metrics fail their gates.
     The decision is recorded as ``mlops.gate.*`` tags on the version.
+
+    The challenger's metrics (and slice metrics) are taken from EvaluateModelOperator's record on its
+    training run when that record matches the version's model, the holdout, task type, features and
+    target (see the module docstring); else the challenger is loaded and scored here. The champion is
+    always loaded and scored on the challenger's holdout. ``challenger_metrics_source`` says which:
+    ``evaluation`` or ``computed`` (also the version tag ``mlops.gate.challenger_metrics_source``).
 
     :param model_name: registered model name. (templated)
     :param version: the challenger version (from RegisterModelOperator). (templated)
@@ -274,9 +390,12 @@ class PromoteModelOperator(MLflowHookMixin, BaseOperator, _AliasMover):
     :param on_refuse: ``fail`` (AirflowFailException) | ``skip`` (AirflowSkipException). (templated)
     :param approved_by: an approval already given (e.g. by an upstream ApprovalOperator). (templated)
     :param response_timeout: how long a manual approval may wait; no answer means "Reject".
+    :param reuse_evaluation: take the challenger's metrics from EvaluateModelOperator's record when it
+        matches (saves loading and scoring the challenger); ``False`` always recomputes them.
     :param mlflow_conn_id: MLflow connection. (templated)
     :return: ``{"decision": "promoted"|"refused"|"skipped", "gates": [...], "old_version",
-        "new_version", "reason", "metrics": {"challenger": {...}, "champion": {...}|None}}``
+        "new_version", "reason", "metrics": {"challenger": {...}, "champion": {...}|None},
+        "challenger_metrics_source": "evaluation"|"computed"}``
     """
 
     template_fields: Sequence[str] = (
@@ -315,6 +434,7 @@ class PromoteModelOperator(MLflowHookMixin, BaseOperator, _AliasMover):
         on_refuse: str = "fail",
         approved_by: str | None = None,
         response_timeout: Any = None,
+        reuse_evaluation: bool = True,
         mlflow_conn_id: str = MLflowHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -333,6 +453,7 @@ class PromoteModelOperator(MLflowHookMixin, BaseOperator, _AliasMover):
         self.on_refuse = on_refuse
         self.approved_by = approved_by
         self.response_timeout = response_timeout
+        self.reuse_evaluation = reuse_evaluation
         self.mlflow_conn_id = mlflow_conn_id
 
     # -- phase 1: score and decide --------------------------------------------------------------
@@ -350,6 +471,7 @@ class PromoteModelOperator(MLflowHookMixin, BaseOperator, _AliasMover):
                 f"on_refuse must be one of {', '.join(ON_REFUSE)}, got {self.on_refuse!r}"
             )
         self.skip_vs_champion = as_bool(self.skip_vs_champion, "skip_vs_champion")
+        self.reuse_evaluation = as_bool(self.reuse_evaluation, "reuse_evaluation")
         if self.skip_vs_champion and not (self.force_reason or "").strip():
             raise AirflowFailException(
                 "skip_vs_champion=True needs a force_reason (it is recorded with the decision)"
@@ -386,6 +508,7 @@ class PromoteModelOperator(MLflowHookMixin, BaseOperator, _AliasMover):
                         f"; champion comparison skipped: {self.force_reason}" if self.skip_vs_champion else ""
                     ),
                     "metrics": {"challenger": scored["challenger"], "champion": scored["champion"]},
+                    "challenger_metrics_source": scored["challenger_source"],
                     "alias": self.alias,
                     "model_name": name,
                     "dag_run": _who(context),
@@ -438,16 +561,29 @@ class PromoteModelOperator(MLflowHookMixin, BaseOperator, _AliasMover):
         holdout = load_holdout(client, run_id)
         where = f"holdout of {name} version {version} (run {run_id})"
         X, y = holdout_xy(holdout, features, target, where)
-        challenger_model = load_model(f"models:/{name}/{version}")
-        challenger = compute_metrics(challenger_model, X, y, task_type)
-        slices = None
+        column = None
         if self.slices:
             column = self.slices.get("column") if isinstance(self.slices, Mapping) else None
             if column not in holdout.columns:
                 raise AirflowFailException(
                     f"{where}: slices.column {column!r} is not a column of the holdout"
                 )
-            slices = slice_metrics(challenger_model, X, y, holdout[column], task_type)
+        record, why = self._evaluation_record(
+            client, challenger_mv, run_id, holdout, task_type, features, target, column
+        )
+        if record is not None:
+            self.log.info(
+                "Challenger metrics from EvaluateModelOperator's record on run %s (not recomputed)", run_id
+            )
+            challenger_source = "evaluation"
+            challenger = jsonable_metrics(record["metrics"])
+            slices = record["slices"] if column else None
+        else:
+            self.log.info("Scoring the challenger %s v%s here: %s", name, version, why)
+            challenger_source = "computed"
+            challenger_model = load_model(f"models:/{name}/{version}")
+            challenger = jsonable_metrics(compute_metrics(challenger_model, X, y, task_type).values)
+            slices = slice_metrics(challenger_model, X, y, holdout[column], task_type) if column else None
         # Only "no such alias" means no champion; any other error propagates and fails the task.
         champion_version = alias_version(client, name, self.alias)
         champion = None
@@ -465,28 +601,73 @@ class PromoteModelOperator(MLflowHookMixin, BaseOperator, _AliasMover):
             champion_model = load_model(f"models:/{name}/{champion_version}")
             champion = jsonable_metrics(compute_metrics(champion_model, X_champion, y, task_type).values)
         self.log.info(
-            "Challenger %s v%s metrics %s; champion v%s metrics %s",
+            "Challenger %s v%s metrics %s (%s); champion v%s metrics %s",
             name,
             version,
-            challenger.values,
+            challenger,
+            challenger_source,
             champion_version,
             champion,
         )
         return {
             "task_type": task_type,
-            "challenger": jsonable_metrics(challenger.values),
+            "challenger": challenger,
+            "challenger_source": challenger_source,
             "champion": champion,
             "champion_version": champion_version,
             "slices": slices,
         }
 
+    def _evaluation_record(
+        self,
+        client: MlflowClient,
+        challenger_mv: Any,
+        run_id: str,
+        holdout: Any,
+        task_type: str,
+        features: list[str],
+        target: str,
+        slice_column: str | None,
+    ) -> tuple[Mapping[str, Any] | None, str]:
+        """EvaluateModelOperator's record when its challenger numbers can be reused, else None and why."""
+        from mlops_provider.operators.evaluation import read_holdout_record
+
+        if not self.reuse_evaluation:
+            return None, "reuse_evaluation=False"
+        record, why = read_holdout_record(client, run_id)
+        if record is None:
+            return None, why
+        gated = {
+            str(metric)
+            for section in (self.thresholds, self.vs_champion)
+            if isinstance(section, Mapping)  # a malformed section fails validate_config later
+            for metric in section
+        }
+        why = evaluation_mismatch(
+            record,
+            run_id=run_id,
+            model_source=challenger_mv.source,
+            holdout=holdout,
+            task_type=task_type,
+            features=features,
+            target=target,
+            gated=gated,
+            slice_column=slice_column,
+        )
+        if why:
+            return None, f"the evaluation record on run {run_id} does not match: {why}"
+        return record, ""
+
     # -- outcomes ----------------------------------------------------------------------------------
     def _record(self, client: MlflowClient, summary: dict[str, Any], decided_by: str) -> None:
-        from mlops_provider.core.gate import decision_tags
+        from mlops_provider.core.gate import DECISION_PREFIX, decision_tags
 
         summary["decided_by"] = decided_by
         summary["decided_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        for key, value in decision_tags(summary).items():
+        tags = decision_tags(summary)
+        if summary.get("challenger_metrics_source"):
+            tags[f"{DECISION_PREFIX}challenger_metrics_source"] = str(summary["challenger_metrics_source"])
+        for key, value in tags.items():
             client.set_model_version_tag(summary["model_name"], summary["new_version"], key, value)
 
     def _refuse(
@@ -598,6 +779,7 @@ def _small(summary: Mapping[str, Any]) -> dict[str, Any]:
         "new_version",
         "reason",
         "metrics",
+        "challenger_metrics_source",
         "alias",
         "model_name",
         "dag_run",

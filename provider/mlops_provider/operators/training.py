@@ -151,7 +151,9 @@ class TrainModelOperator(MLflowHookMixin, BaseOperator):
     :param data_conn_id: Airflow connection for remote data URIs. (templated)
     :param mlflow_conn_id: MLflow connection. (templated)
     :return: ``{"run_id", "experiment_id", "model_uri", "holdout_uri", "training_data_uri",
-        "training_data_fingerprint", "n_train", "n_holdout", "task_type"}``
+        "training_data_fingerprint", "n_train", "n_holdout", "task_type", "trigger"}``; ``trigger``
+        says why the DAG run started (see :func:`mlops_provider.core.lineage.trigger_summary`) and is
+        also recorded as the run tags ``mlops.trigger.*``
     """
 
     template_fields: Sequence[str] = (
@@ -236,6 +238,8 @@ class TrainModelOperator(MLflowHookMixin, BaseOperator):
             result = train(frame, spec, where=uri)
         except (TrainingInputError, ValueError) as err:
             raise AirflowFailException(f"training {self.model_name!r} on {uri}: {err}") from None
+        trigger = lineage.trigger_summary(context)
+        self.log.info("Run started by %s: %s", trigger["cause"], trigger)
         self.log.info(
             "Trained %s on %d rows (%d holdout, %d rows without target dropped), features %s",
             self.estimator,
@@ -259,6 +263,8 @@ class TrainModelOperator(MLflowHookMixin, BaseOperator):
             lineage.RUN_ID: identity["dag_run_id"],
             lineage.TASK_ID: identity["task_id"],
             lineage.TRY_NUMBER: identity["try_number"],
+            lineage.TRIGGER_CAUSE: trigger["cause"],
+            lineage.TRIGGER_DRIFT_EVENTS: _json_param(trigger["drift_events"]),
             "mlops.model_name": self.model_name,
             "mlops.estimator": self.estimator,
         }
@@ -290,6 +296,7 @@ class TrainModelOperator(MLflowHookMixin, BaseOperator):
             "n_train": len(result.train),
             "n_holdout": len(result.holdout),
             "task_type": self.ml_task_type,
+            "trigger": trigger,
         }
 
     # -- MLflow -------------------------------------------------------------------------------------

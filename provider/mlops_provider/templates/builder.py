@@ -52,44 +52,6 @@ class ReportConfigErrorOperator(BaseOperator):
         raise AirflowFailException(self.message)
 
 
-class RecordTriggerOperator(BaseOperator):
-    """Records why a retrain run started (schedule, drift Asset event, or a person) into XCom."""
-
-    template_fields = ()
-
-    def execute(self, context: Any) -> dict[str, Any]:
-        events = context.get("triggering_asset_events") or {}
-        drift_events = []
-        for asset, asset_events in events.items():
-            for event in asset_events:
-                drift_events.append(
-                    {
-                        "asset": getattr(asset, "name", None) or str(asset),
-                        "event_id": getattr(event, "id", None),
-                        "timestamp": str(getattr(event, "timestamp", "")),
-                        "source_dag_id": getattr(event, "source_dag_id", None),
-                        "source_run_id": getattr(event, "source_run_id", None),
-                        "extra": dict(getattr(event, "extra", None) or {}),
-                    }
-                )
-        dag_run = context["dag_run"]
-        run_type = str(getattr(dag_run, "run_type", "") or "")
-        if drift_events:
-            cause = "drift"
-        elif "scheduled" in run_type:
-            cause = "schedule"
-        elif "asset" in run_type:
-            cause = "asset"
-        else:
-            cause = "manual"
-        summary = {"cause": cause, "run_type": run_type, "drift_events": drift_events[:5]}
-        params = context.get("params") or {}
-        if params.get("skip_vs_champion"):
-            summary["forced"] = {"skip_vs_champion": True, "reason": params.get("force_reason") or ""}
-        self.log.info("Retrain started by %s: %s", cause, summary)
-        return summary
-
-
 # ``{{ ds }}`` is undefined for runs triggered from the UI or REST (no logical date): configs may use
 # ds / ds_nodash / logical_date; they are rewritten to macros that fall back to the run's run_after.
 _JINJA_EXPR = re.compile(r"{{(.*?)}}", re.S)
@@ -240,7 +202,6 @@ class _Builder:
                 ),
             },
         ) as dag:
-            record = RecordTriggerOperator(task_id="record_trigger", doc_md=docs.RECORD_TRIGGER)
             validate = self.validate_task("validate_data", data_uri)
             train = TrainModelOperator(
                 task_id="train_model",
@@ -300,7 +261,6 @@ class _Builder:
                 doc_md=docs.PROMOTE,
             )
             chain = [
-                record,
                 *([validate] if validate is not None else []),
                 train,
                 evaluate,

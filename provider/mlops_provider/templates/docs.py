@@ -7,17 +7,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mlops_provider.templates.schema import ModelConfig
 
-RECORD_TRIGGER = """Records why this run started: the nightly **schedule**, a **drift** Asset event
-from the drift monitor (with the event's id, source run and drift summary), or a **manual** trigger
-(with the forced-retrain reason if the champion comparison is skipped). See its XCom."""
-
 VALIDATE = """Runs the Great Expectations suite on the data. A failed expectation fails this task
 without retry (or only warns with `on_failure: warn`); an empty batch never passes. The summary is in
 XCom and the full report behind the **Validation report** link."""
 
 TRAIN = """Trains the estimator with a fixed seed, logs an MLflow run (params, metrics, signature,
-input example, lineage: data fingerprint, config hash, DAG run) and the holdout the gate reuses.
-**MLflow run** link: the run in the MLflow UI."""
+input example, lineage: data fingerprint, config hash, DAG run, and why the run started: the nightly
+**schedule**, a **drift** Asset event with its id and source run, or a **manual** trigger with any
+forced-retrain reason) and the holdout the gate reuses. **MLflow run** link: the run in the MLflow UI."""
 
 EVALUATE = """Scores the model on the holdout: overall and per-slice metrics, permutation feature
 importance (artifact). Non-finite metrics are reported as such and refuse the gate."""
@@ -28,7 +25,8 @@ version. **MLflow model version** link: the version in the MLflow UI."""
 PROMOTE = """The quality gate: absolute thresholds, challenger vs current champion on the same
 holdout, slice gap, first-run policy, optional human approval. Moves the alias only when every gate
 passes and records the decision (tags on the version, XCom). A refusal fails this task without retry;
-the champion is unchanged."""
+the champion is unchanged. The challenger's metrics come from evaluate_model's record when it matches
+this version's model and holdout (else they are recomputed); the champion is always scored."""
 
 DRIFT = """Compares the current batch with the champion's training data (found through its lineage
 tags) column by column with pinned methods. When the drifted share reaches the threshold it emits an

@@ -8,13 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
-from sklearn.linear_model import LinearRegression
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from mlops_provider.core.metrics import (
     classification_metrics,
     compute_metrics,
     permutation_importance_report,
+    predict_with_proba,
     regression_metrics,
     slice_gap,
     slice_labels,
@@ -43,6 +48,51 @@ def test_binary_classification_has_every_metric(cancer_model):
     assert 0.9 < report.values["roc_auc"] <= 1
     assert report.non_finite == []
     assert report.rows == len(X)
+
+
+def _labelled(frame: pd.DataFrame, target: pd.Series, names: list[str]) -> tuple[pd.DataFrame, pd.Series]:
+    return frame, target.map(dict(enumerate(names)))
+
+
+@pytest.mark.parametrize(
+    "make_model",
+    [
+        lambda: HistGradientBoostingClassifier(max_iter=30, random_state=0),
+        lambda: RandomForestClassifier(n_estimators=20, random_state=0),
+        lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)),
+        # depth-1 stumps: many rows share a leaf with tied class frequencies (the predict() fallback)
+        lambda: DecisionTreeClassifier(max_depth=1, random_state=0),
+        # not in the argmax list: predict() is called as is
+        lambda: KNeighborsClassifier(n_neighbors=4),
+    ],
+    ids=["hgb", "forest", "pipeline-logistic", "stump", "knn"],
+)
+@pytest.mark.parametrize("dataset", ["wine", "cancer"])
+def test_labels_from_one_proba_pass_equal_predict(make_model, dataset):
+    loader = load_wine if dataset == "wine" else load_breast_cancer
+    X, y = loader(return_X_y=True, as_frame=True)
+    X, y = _labelled(X, y, ["a", "b", "c"])
+    model = make_model().fit(X, y)
+    predictions, proba = predict_with_proba(model, X)
+    assert np.array_equal(predictions, model.predict(X))
+    assert predictions.dtype == model.predict(X).dtype
+    np.testing.assert_array_equal(proba, model.predict_proba(X))
+
+
+def test_tied_probabilities_take_predict_labels():
+    # Two identical rows with opposite labels: the stump's leaf probabilities tie at 0.5.
+    X = pd.DataFrame({"x": [0.0, 0.0, 1.0, 1.0, 1.0]})
+    y = pd.Series(["b", "a", "a", "a", "b"])
+    model = DecisionTreeClassifier(max_depth=1, random_state=0).fit(X, y)
+    proba = model.predict_proba(X)
+    assert proba[0, 0] == proba[0, 1] == 0.5
+    expected = model.predict(X)
+    asked: list[int] = []
+    predict = model.predict
+    model.predict = lambda rows: asked.append(len(rows)) or predict(rows)  # observe the fallback
+    predictions, _ = predict_with_proba(model, X)
+    assert asked == [2]  # only the two tied rows went through predict()
+    assert list(predictions) == list(expected)
 
 
 def test_multiclass_roc_auc_only_when_every_class_is_present():
