@@ -28,13 +28,16 @@ def test_preload_imports_the_operators_libraries_and_freezes_them():
     code = (
         "import gc, json, os, sys\n"
         "import mlops_provider.preload\n"
+        "from airflow.sdk.listener import get_listener_manager\n"
         f"print(json.dumps({{'loaded': [m for m in {HEAVY!r} if m in sys.modules],\n"
         "  'frozen': gc.get_freeze_count(), 'omp': os.environ.get('OMP_NUM_THREADS'),\n"
-        "  'sql_store': 'mlflow.store.tracking.sqlalchemy_store' in sys.modules}))\n"
+        "  'sql_store': 'mlflow.store.tracking.sqlalchemy_store' in sys.modules,\n"
+        "  'listeners_loaded': get_listener_manager.cache_info().currsize}))\n"
     )
     result = run_python(code)["result"]
     assert result["loaded"] == list(HEAVY)
     assert result["sql_store"] is True
+    assert result["listeners_loaded"] == 1  # Airflow's plugins: forked tasks need not load them
     assert result["frozen"] > 100_000  # no forked task walks them in a full collection
     assert result["omp"] == "1"  # set before OpenMP loaded
 

@@ -383,6 +383,9 @@ def _placeholder(item: LoadedConfig) -> DAG:
     return dag
 
 
+DAG_SUFFIXES = ("_retrain", "_drift_monitor", "_batch_score")
+
+
 def build_dags(
     config_dir: str | os.PathLike[str], *, strict: bool = False, only_dag_id: str | None = None
 ) -> list[DAG]:
@@ -397,7 +400,11 @@ def build_dags(
     """
     if only_dag_id is None:
         only_dag_id = get_parsing_context().dag_id
-    items = load_configs(config_dir)
+    model_name = next(
+        (only_dag_id.removesuffix(s) for s in DAG_SUFFIXES if only_dag_id and only_dag_id.endswith(s)),
+        None,
+    )
+    items = load_configs(config_dir, mentioning=model_name)
     bad = [item for item in items if not item.ok]
     for item in bad:
         for problem in item.problems:
@@ -411,10 +418,8 @@ def build_dags(
                 dags.append(_placeholder(item))
             continue
         builder = _Builder(item)
-        for suffix, make in (
-            ("_retrain", builder.retrain),
-            ("_drift_monitor", builder.drift_monitor),
-            ("_batch_score", builder.batch_score),
+        for suffix, make in zip(
+            DAG_SUFFIXES, (builder.retrain, builder.drift_monitor, builder.batch_score), strict=True
         ):
             if only_dag_id is not None and only_dag_id != f"{builder.name}{suffix}":
                 continue

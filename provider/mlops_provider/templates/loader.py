@@ -186,9 +186,24 @@ def _light_checks(loaded: LoadedConfig, config: ModelConfig) -> list[ConfigProbl
     return problems
 
 
-def load_configs(config_dir: str | os.PathLike[str]) -> list[LoadedConfig]:
-    """Every config in a folder; duplicate model names are a problem of the later file."""
-    loaded = [load_config(p) for p in config_files(config_dir)]
+def _mentions(path: Path, text: str) -> bool:
+    try:
+        return text in path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return True  # load_config reports it
+
+
+def load_configs(config_dir: str | os.PathLike[str], *, mentioning: str | None = None) -> list[LoadedConfig]:
+    """
+    Every config in a folder; duplicate model names are a problem of the later file.
+
+    :param mentioning: parse only the files whose text contains this (a model name: a task process
+        needs just its own model's config); every file when none does.
+    """
+    paths = config_files(config_dir)
+    if mentioning:
+        paths = [p for p in paths if _mentions(p, mentioning)] or paths
+    loaded = [load_config(p) for p in paths]
     seen: dict[str, Path] = {}
     for item in loaded:
         name = item.model_name

@@ -122,6 +122,27 @@ def test_good_config_loads_with_paths_relative_to_yaml(tmp_path):
     assert item.resolve("s3://bucket/x.csv") == "s3://bucket/x.csv"
 
 
+def test_a_task_process_parses_only_the_configs_naming_its_model(tmp_path, monkeypatch):
+    from mlops_provider.templates import loader
+
+    write(tmp_path, "wine.yaml", good_config("wine"))
+    write(tmp_path, "iris.yaml", good_config("iris"))
+    write(tmp_path, "broken.yaml", "model: [unclosed")
+    parsed: list[str] = []
+    real = loader.load_config
+    monkeypatch.setattr(loader, "load_config", lambda path: parsed.append(path.name) or real(path))
+
+    (dag,) = build_dags(tmp_path, only_dag_id="iris_retrain")
+    assert dag.dag_id == "iris_retrain"
+    assert parsed == ["iris.yaml"]
+
+    # a placeholder DAG (or a name no file spells out) falls back to parsing every file
+    parsed.clear()
+    (placeholder,) = build_dags(tmp_path, only_dag_id="invalid_config__broken.yaml")
+    assert placeholder.dag_id == "invalid_config__broken.yaml"
+    assert sorted(parsed) == ["broken.yaml", "iris.yaml", "wine.yaml"]
+
+
 def test_module_exists_does_not_import():
     assert module_exists("sklearn.ensemble.HistGradientBoostingClassifier")
     assert not module_exists("sklearn.ensembel.HistGradientBoostingClassifier")
