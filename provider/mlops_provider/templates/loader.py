@@ -6,6 +6,7 @@ imports, no network). :func:`deep_check` adds what needs imports or reads (the `
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -95,6 +96,7 @@ def _problems_from_validation(path: str, err: ValidationError) -> list[ConfigPro
     return problems
 
 
+@functools.lru_cache(maxsize=256)  # many configs share an estimator; one parse is one process
 def module_exists(dotted: str) -> bool:
     """Whether the module part of ``pkg.mod.Class`` can be found, without importing anything."""
     parts = dotted.split(".")

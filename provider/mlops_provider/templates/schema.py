@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated, Any, Literal
 
@@ -23,6 +24,13 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+@functools.lru_cache(maxsize=256)
+def _valid_cron(expression: str) -> bool:  # many configs share a schedule
+    from croniter import croniter
+
+    return bool(croniter.is_valid(expression))
+
+
 def check_schedule(value: str | None) -> str | None:
     """A cron expression or preset; ``None``/``"none"`` for no time schedule."""
     if value is None or value.strip().lower() in ("none", "null", ""):
@@ -30,9 +38,7 @@ def check_schedule(value: str | None) -> str | None:
     value = value.strip()
     if value in CRON_PRESETS:
         return value
-    from croniter import croniter
-
-    if not croniter.is_valid(value):
+    if not _valid_cron(value):
         raise ValueError(f"{value!r} is not a valid cron expression (5 fields, e.g. '0 2 * * *') or preset")
     return value
 
