@@ -102,7 +102,9 @@ def main() -> int:
         show_run(retrain, run_id, state)
         registered = af.xcom(retrain, run_id, "register_model") or {}
         describe_gate(af.xcom(retrain, run_id, "promote_model"))
-        say(f"   model {MODEL} version {registered.get('version')}; champion: v{before} -> v{champion()}")
+        say(
+            f"   model {MODEL} version {registered.get('version')}; champion: {f'v{before}' if before else 'none'} -> v{champion()}"
+        )
         if state != "success":
             return fail(retrain, run_id)
 
