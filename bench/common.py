@@ -35,3 +35,25 @@ def status_kb(field: str) -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def run_module(module: str, args: Sequence[str], *, env: dict[str, str], cwd: Any = None, what: str) -> Any:
+    """``python -m <module> ARGS`` in a fresh process; its last stdout line parsed as JSON."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, cwd=cwd, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}): {(proc.stderr or proc.stdout)[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def print_rows(rows: Sequence[dict[str, Any]]) -> None:
+    """Rows as ``a | b | c`` lines under a header of every key (what ``python -m bench.<name>`` prints)."""
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    print(" | ".join(keys))
+    for row in rows:
+        print(" | ".join(str(row.get(k, "")) for k in keys))

@@ -36,7 +36,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from bench.common import status_kb, summary, timed
+from bench.common import print_rows, status_kb, summary, timed
 
 SIZES = (10_000, 100_000, 1_000_000)
 SMOKE_SIZES = (2_000,)
@@ -251,15 +251,8 @@ def run(sizes: Sequence[int] | None = None, smoke: bool = False, full: bool = Fa
             truth = {name: name in DRIFTED for name in NUMERIC + CATEGORICAL}
             if measured["ours"][1] != truth:
                 print("   WARNING: our decisions differ from the planted drift", file=sys.stderr)
-    _print(rows_out)
+    print_rows(rows_out)
     return rows_out
-
-
-def _print(rows: list[dict[str, Any]]) -> None:
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    print(" | ".join(keys))
-    for row in rows:
-        print(" | ".join(str(row.get(k, "")) for k in keys))
 
 
 def main(argv: list[str] | None = None) -> int:

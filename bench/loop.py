@@ -48,7 +48,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,7 +55,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.common import summary
+from bench.common import print_rows, run_module, status_kb, summary
 from demo.airflow_local import WARM_WORKERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,13 +65,6 @@ TRIVIAL = "trivial_chain"
 # warm: LocalExecutor workers fork from a forkserver that imported mlops_provider.preload (what the
 # Makefile, the demo and docker-compose ship); cold: Airflow's defaults, every task imports again.
 WORKERS = ("warm", "cold")
-TASKS = (
-    "validate_data",
-    "train_model",
-    "evaluate_model",
-    "register_model",
-    "promote_model",
-)
 # What each task imports inside execute(); the bench imports it just before, to time it apart.
 TASK_IMPORTS = {
     "validate_data": ("pandas", "great_expectations"),
@@ -112,14 +104,7 @@ with DAG("trivial_chain", schedule=None, start_date=datetime(2024, 1, 1), catchu
 
 # -- in the task process (imported by the bench copies of the DAG files) ---------------------------
 def _status_mb(field: str) -> float:
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
+    return status_kb(field) / 1024
 
 
 def instrument(namespace: dict[str, Any], t0: float) -> None:
@@ -296,7 +281,9 @@ def _driver(warmup: int, runs: int, script_job: str) -> dict[str, Any]:
                 )
             for kind, script_env in job["envs"].items():
                 started = time.time()
-                result = _subprocess(job["args"], script_env, "plain script", Path(job["cwd"]))
+                result = run_module(
+                    "bench.loop", job["args"], env=script_env, cwd=job["cwd"], what="plain script"
+                )
                 script_runs.append(
                     {**result, "wall": time.time() - started, "measured": i >= warmup, "kind": kind}
                 )
@@ -429,21 +416,6 @@ def _script(data: str, suite_path: str, tracking_uri: str) -> dict[str, Any]:
 
 
 # -- orchestration ---------------------------------------------------------------------------------
-def _subprocess(args: list[str], env: dict[str, str], what: str, cwd: Path) -> dict[str, Any]:
-    """``python -m bench.loop ARGS`` in ``cwd`` (a temporary folder: MLflow writes relative to it)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.loop", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"{what} failed (exit {proc.returncode}): {(proc.stderr or proc.stdout)[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def _med(values: Sequence[float | None]) -> float | None:
     clean = [v for v in values if v is not None]
     return round(statistics.median(clean), 3) if clean else None
@@ -487,11 +459,12 @@ def _run_workers(workers: str, rows: int, configs: int, runs: int, warmup: int) 
         job = tmp / "script_job.json"
         envs = {"plain": script_env, "one_thread": {**script_env, "OMP_NUM_THREADS": "1"}}
         job.write_text(json.dumps({"args": script_args, "envs": envs, "cwd": str(script_store)}))
-        driven = _subprocess(
+        driven = run_module(
+            "bench.loop",
             ["--driver", "--runs", str(runs), "--warmup", str(warmup), "--script-job", str(job)],
-            env,
-            "Airflow driver",
-            tmp,
+            env=env,
+            cwd=tmp,
+            what="Airflow driver",
         )
         timing = [
             json.loads(line) for line in (tmp / "timing.jsonl").read_text().splitlines() if line.strip()
@@ -623,10 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_script(*args.script)), flush=True)
         return 0
     rows = run(args.rows, args.configs, args.runs, smoke=args.smoke, workers=args.workers)
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    print(" | ".join(keys))
-    for row in rows:
-        print(" | ".join(str(row.get(k, "")) for k in keys))
+    print_rows(rows)
     return 0
 
 

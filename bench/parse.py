@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import print_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("great_expectations", "evidently", "mlflow", "sklearn", "pandas", "numpy", "scipy", "pyarrow")
 
@@ -121,22 +123,13 @@ def run(sizes: tuple[int, ...] = (1, 10, 100), repeat: int = 5, smoke: bool = Fa
     return rows
 
 
-def print_table(rows: list[dict]) -> None:
-    if not rows:
-        return
-    keys = list(rows[0])
-    print(" | ".join(keys))
-    for row in rows:
-        print(" | ".join(str(row[k]) for k in keys))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 100])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
-    print_table(run(tuple(args.sizes), args.repeat, args.smoke))
+    print_rows(run(tuple(args.sizes), args.repeat, args.smoke))
 
 
 if __name__ == "__main__":

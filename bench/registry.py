@@ -33,7 +33,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.common import summary
+from bench.common import print_rows, run_module, summary
 from demo.airflow_local import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -232,29 +232,15 @@ def run(runs: int = 7, smoke: bool = False) -> list[dict[str, Any]]:
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
             }
             env.pop("MLFLOW_TRACKING_URI", None)
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.registry",
-                    "--worker",
-                    tmp_name,
-                    "--runs",
-                    str(runs),
-                    "--warmup",
-                    str(warmup),
-                ],
-                capture_output=True,
-                text=True,
+            result = run_module(
+                "bench.registry",
+                ["--worker", tmp_name, "--runs", str(runs), "--warmup", str(warmup)],
                 env=env,
                 cwd=tmp,  # MLflow reads the cwd (uv project detection): keep it out of the repository
-                check=False,
+                what="registry worker",
             )
         finally:
             stop_server(server)
-    if proc.returncode != 0:
-        raise RuntimeError(f"registry worker failed: {(proc.stderr or proc.stdout)[-3000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
     warm = [s for s in result["samples"] if s["warm"]]
     cold = [s for s in result["samples"] if not s["warm"]]
     rows = []
@@ -279,10 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_worker(args.runs, args.warmup, args.worker)), flush=True)
         return 0
     rows = run(args.runs, smoke=args.smoke)
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    print(" | ".join(keys))
-    for row in rows:
-        print(" | ".join(str(row.get(k, "")) for k in keys))
+    print_rows(rows)
     return 0
 
 

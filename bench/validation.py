@@ -33,14 +33,12 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.common import timed
+from bench.common import print_rows, run_module, timed
 
 SIZES = (100_000, 1_000_000)
 SMOKE_SIZES = (5_000,)
@@ -295,18 +293,13 @@ def _run_worker(rows: int, runs: int, dirty: bool) -> dict[str, Any]:
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "PYTHONWARNINGS": "ignore",
         }
-        proc = subprocess.run(
-            [sys.executable, "-m", "bench.validation", "--worker", "--rows", str(rows), "--runs", str(runs)]
-            + (["--dirty"] if dirty else []),
-            capture_output=True,
-            text=True,
+        return run_module(
+            "bench.validation",
+            ["--worker", "--rows", str(rows), "--runs", str(runs), *(["--dirty"] if dirty else [])],
             env=env,
             cwd=ROOT,
-            check=False,
+            what=f"validation worker ({rows} rows)",
         )
-    if proc.returncode != 0:
-        raise RuntimeError(f"validation worker ({rows} rows) failed: {proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _median(values: Sequence[float]) -> float:
@@ -376,10 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_worker(args.rows[0], args.runs, args.dirty)), flush=True)
         return 0
     rows = run(args.rows, smoke=args.smoke, runs=args.runs)
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    print(" | ".join(keys))
-    for row in rows:
-        print(" | ".join(str(row.get(k, "")) for k in keys))
+    print_rows(rows)
     return 0
 
 

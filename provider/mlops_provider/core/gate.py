@@ -261,6 +261,8 @@ def decision_tags(summary: Mapping[str, Any]) -> dict[str, str]:
         f"{DECISION_PREFIX}dag_run": str(summary.get("dag_run", "")),
         f"{DECISION_PREFIX}gates": json.dumps(summary.get("gates", []), default=str)[:4000],
     }
+    if summary.get("challenger_metrics_source"):  # "evaluation" (evaluate's record) | "computed"
+        tags[f"{DECISION_PREFIX}challenger_metrics_source"] = str(summary["challenger_metrics_source"])
     for gate in summary.get("gates", []):
         key = f"{DECISION_PREFIX}{gate['gate']}.{gate['metric']}"
         tags[key] = json.dumps(

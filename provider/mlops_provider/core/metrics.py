@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 CLASSIFICATION_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "log_loss")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
+# Left out of a report when undefined for the data (see the module docstring); the others always appear.
+OPTIONAL_METRICS = frozenset({"roc_auc", "log_loss"})
 TASK_TYPES = ("classification", "regression")
 DEFAULT_PRIMARY = {"classification": "f1_macro", "regression": "rmse"}
 # A numeric slice column with more distinct values than this is cut into quantile buckets.

@@ -98,19 +98,104 @@ def read_holdout_record(client: MlflowClient, run_id: str) -> tuple[Any, str]:
             return None, f"{HOLDOUT_RECORD_ARTIFACT} of run {run_id} is not readable JSON ({err})"
 
 
-def holdout_fingerprint(holdout: pd.DataFrame) -> str | None:
-    """A hash of a holdout's columns, dtypes and values (row order included); ``None`` if unhashable."""
-    import hashlib
+def _brief(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
-    import pandas as pd
 
+def _metrics_problem(
+    metrics: Any, non_finite: Any, names: Sequence[str], required: set[str], what: str
+) -> str:
+    """Why ``metrics``/``non_finite`` are not what compute_metrics returns for ``names``; "" if they are."""
+    from mlops_provider.core.metrics import is_finite_number
+
+    if not isinstance(metrics, Mapping) or not isinstance(non_finite, list):
+        return f"{what}: metrics/non_finite are not a mapping and a list"
+    unknown = set(metrics) - set(names)
+    if unknown:
+        return f"{what}: unknown metric(s) {sorted(unknown)}"
+    absent = required - set(metrics)
+    if absent:
+        return f"{what}: lacks metric(s) {sorted(absent)}"
+    if any(v is not None and not is_finite_number(v) for v in metrics.values()):
+        return f"{what}: a metric value is neither a finite number nor null"
+    if set(non_finite) != {k for k, v in metrics.items() if v is None}:
+        return f"{what}: non_finite {_brief(non_finite)} does not list exactly the null metrics"
+    return ""
+
+
+def holdout_record_mismatch(
+    record: Any,
+    *,
+    run_id: str,
+    model_source: str | None,
+    holdout: Any,
+    task_type: str,
+    features: Sequence[str],
+    target: str,
+    gated: set[str],
+    slice_column: str | None,
+) -> str:
+    """
+    Why EvaluateModelOperator's ``record`` (``evaluation/holdout_metrics.json``) does not describe what
+    promote would score; "" when its challenger numbers can be used as they are. ``model_source`` is the
+    model version's source (``models:/<logged model id>`` or ``runs:/<run_id>/model``).
+    """
+    from mlops_provider import __version__
+    from mlops_provider.core.data import fingerprint
+    from mlops_provider.core.metrics import OPTIONAL_METRICS, metric_names
+
+    if not isinstance(record, Mapping):
+        return "the record is not a JSON object"
+    model_uri = f"runs:/{run_id}/model"
+    for key, expected in (
+        ("format", HOLDOUT_RECORD_FORMAT),
+        ("model_uri", model_uri),
+        ("holdout_artifact", lineage.HOLDOUT_ARTIFACT),
+        ("code_version", __version__),
+        ("task_type", task_type),
+        ("features", list(features)),
+        ("target", target),
+        ("rows", len(holdout)),
+    ):
+        if record.get(key) != expected:
+            return f"its {key} {_brief(record.get(key))} is not {_brief(expected)}"
+    model_id = record.get("model_id")
+    sources = {model_uri, *([f"models:/{model_id}"] if isinstance(model_id, str) and model_id else [])}
+    if model_source not in sources:
+        return f"the version's model {model_source!r} is not the evaluated {' or '.join(sorted(sources))}"
+    if record.get("holdout_fingerprint") != fingerprint(holdout):
+        return "it was computed on a holdout with other content (fingerprint differs)"
     try:
-        values = pd.util.hash_pandas_object(holdout, index=False).to_numpy().tobytes()
-    except (TypeError, ValueError):
-        return None
-    digest = hashlib.sha256(json.dumps([[str(c), str(t)] for c, t in holdout.dtypes.items()]).encode())
-    digest.update(values)
-    return f"sha256:{digest.hexdigest()}"
+        names = metric_names(task_type)
+    except ValueError as err:
+        return str(err)
+    always = set(names) - OPTIONAL_METRICS
+    problem = _metrics_problem(
+        record.get("metrics"), record.get("non_finite"), names, always | set(gated), "its metrics"
+    )
+    if problem:
+        return problem
+    if slice_column is None:
+        return ""
+    if record.get("slice_column") != slice_column:
+        return f"its slice_column {_brief(record.get('slice_column'))} is not {slice_column!r}"
+    slices = record.get("slices")
+    if not isinstance(slices, Mapping) or not slices:
+        return "it holds no slice metrics"
+    rows = 0
+    for label, report in slices.items():
+        if not isinstance(report, Mapping) or not isinstance(report.get("rows"), int):
+            return f"slice {label!r} is not a metric report"
+        problem = _metrics_problem(
+            report.get("metrics"), report.get("non_finite"), names, always, f"slice {label!r}"
+        )
+        if problem:
+            return problem
+        rows += report["rows"]
+    if rows != len(holdout):
+        return f"its slices cover {rows} rows, the holdout has {len(holdout)}"
+    return ""
 
 
 def logged_model_id(client: MlflowClient, run_id: str, experiment_id: str, name: str = "model") -> str | None:
@@ -213,6 +298,7 @@ class EvaluateModelOperator(MLflowHookMixin, BaseOperator):
         from mlflow.exceptions import MlflowException
 
         from mlops_provider import __version__
+        from mlops_provider.core.data import fingerprint
         from mlops_provider.core.metrics import (
             DEFAULT_PRIMARY,
             compute_metrics,
@@ -264,7 +350,7 @@ class EvaluateModelOperator(MLflowHookMixin, BaseOperator):
                     "model_uri": model_uri,
                     "model_id": model_id,
                     "holdout_artifact": lineage.HOLDOUT_ARTIFACT,
-                    "holdout_fingerprint": holdout_fingerprint(holdout),
+                    "holdout_fingerprint": fingerprint(holdout),
                     "code_version": __version__,
                     "task_type": task_type,
                     "features": run_lineage.features,

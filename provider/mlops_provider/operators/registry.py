@@ -249,111 +249,6 @@ def as_bool(value: Any, name: str) -> bool:
     raise AirflowFailException(f"{name} must be true or false, got {value!r}")
 
 
-# Metrics compute_metrics leaves out when undefined for the data (see mlops_provider.core.metrics).
-OPTIONAL_METRICS = frozenset({"roc_auc", "log_loss"})
-
-
-def _brief(value: Any, limit: int = 120) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}..."
-
-
-def _metrics_problem(
-    metrics: Any, non_finite: Any, names: Sequence[str], required: set[str], what: str
-) -> str:
-    """Why ``metrics``/``non_finite`` are not what compute_metrics returns for ``names``; "" if they are."""
-    from mlops_provider.core.metrics import is_finite_number
-
-    if not isinstance(metrics, Mapping) or not isinstance(non_finite, list):
-        return f"{what}: metrics/non_finite are not a mapping and a list"
-    unknown = set(metrics) - set(names)
-    if unknown:
-        return f"{what}: unknown metric(s) {sorted(unknown)}"
-    absent = required - set(metrics)
-    if absent:
-        return f"{what}: lacks metric(s) {sorted(absent)}"
-    if any(v is not None and not is_finite_number(v) for v in metrics.values()):
-        return f"{what}: a metric value is neither a finite number nor null"
-    if set(non_finite) != {k for k, v in metrics.items() if v is None}:
-        return f"{what}: non_finite {_brief(non_finite)} does not list exactly the null metrics"
-    return ""
-
-
-def evaluation_mismatch(
-    record: Any,
-    *,
-    run_id: str,
-    model_source: str | None,
-    holdout: Any,
-    task_type: str,
-    features: Sequence[str],
-    target: str,
-    gated: set[str],
-    slice_column: str | None,
-) -> str:
-    """
-    Why EvaluateModelOperator's ``record`` (``evaluation/holdout_metrics.json``) does not describe what
-    promote would score; "" when its challenger numbers can be used as they are. ``model_source`` is the
-    model version's source (``models:/<logged model id>`` or ``runs:/<run_id>/model``).
-    """
-    from mlops_provider import __version__
-    from mlops_provider.core.metrics import metric_names
-    from mlops_provider.operators.evaluation import HOLDOUT_RECORD_FORMAT, holdout_fingerprint
-
-    if not isinstance(record, Mapping):
-        return "the record is not a JSON object"
-    model_uri = f"runs:/{run_id}/model"
-    for key, expected in (
-        ("format", HOLDOUT_RECORD_FORMAT),
-        ("model_uri", model_uri),
-        ("holdout_artifact", lineage.HOLDOUT_ARTIFACT),
-        ("code_version", __version__),
-        ("task_type", task_type),
-        ("features", list(features)),
-        ("target", target),
-        ("rows", len(holdout)),
-    ):
-        if record.get(key) != expected:
-            return f"its {key} {_brief(record.get(key))} is not {_brief(expected)}"
-    model_id = record.get("model_id")
-    sources = {model_uri, *([f"models:/{model_id}"] if isinstance(model_id, str) and model_id else [])}
-    if model_source not in sources:
-        return f"the version's model {model_source!r} is not the evaluated {' or '.join(sorted(sources))}"
-    fingerprint = holdout_fingerprint(holdout)
-    if fingerprint is None or record.get("holdout_fingerprint") != fingerprint:
-        return "it was computed on a holdout with other content (fingerprint differs)"
-    try:
-        names = metric_names(task_type)
-    except ValueError as err:
-        return str(err)
-    always = set(names) - OPTIONAL_METRICS
-    problem = _metrics_problem(
-        record.get("metrics"), record.get("non_finite"), names, always | set(gated), "its metrics"
-    )
-    if problem:
-        return problem
-    if slice_column is None:
-        return ""
-    if record.get("slice_column") != slice_column:
-        return f"its slice_column {_brief(record.get('slice_column'))} is not {slice_column!r}"
-    slices = record.get("slices")
-    if not isinstance(slices, Mapping) or not slices:
-        return "it holds no slice metrics"
-    rows = 0
-    for label, report in slices.items():
-        if not isinstance(report, Mapping) or not isinstance(report.get("rows"), int):
-            return f"slice {label!r} is not a metric report"
-        problem = _metrics_problem(
-            report.get("metrics"), report.get("non_finite"), names, always, f"slice {label!r}"
-        )
-        if problem:
-            return problem
-        rows += report["rows"]
-    if rows != len(holdout):
-        return f"its slices cover {rows} rows, the holdout has {len(holdout)}"
-    return ""
-
-
 class PromoteModelOperator(MLflowHookMixin, BaseOperator, _AliasMover):
     """
     The quality gate: move ``alias`` (default ``champion``) to ``version`` only when every gate passes.
@@ -630,7 +525,7 @@ class PromoteModelOperator(MLflowHookMixin, BaseOperator, _AliasMover):
         slice_column: str | None,
     ) -> tuple[Mapping[str, Any] | None, str]:
         """EvaluateModelOperator's record when its challenger numbers can be reused, else None and why."""
-        from mlops_provider.operators.evaluation import read_holdout_record
+        from mlops_provider.operators.evaluation import holdout_record_mismatch, read_holdout_record
 
         if not self.reuse_evaluation:
             return None, "reuse_evaluation=False"
@@ -643,7 +538,7 @@ class PromoteModelOperator(MLflowHookMixin, BaseOperator, _AliasMover):
             if isinstance(section, Mapping)  # a malformed section fails validate_config later
             for metric in section
         }
-        why = evaluation_mismatch(
+        why = holdout_record_mismatch(
             record,
             run_id=run_id,
             model_source=challenger_mv.source,
@@ -660,14 +555,11 @@ class PromoteModelOperator(MLflowHookMixin, BaseOperator, _AliasMover):
 
     # -- outcomes ----------------------------------------------------------------------------------
     def _record(self, client: MlflowClient, summary: dict[str, Any], decided_by: str) -> None:
-        from mlops_provider.core.gate import DECISION_PREFIX, decision_tags
+        from mlops_provider.core.gate import decision_tags
 
         summary["decided_by"] = decided_by
         summary["decided_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        tags = decision_tags(summary)
-        if summary.get("challenger_metrics_source"):
-            tags[f"{DECISION_PREFIX}challenger_metrics_source"] = str(summary["challenger_metrics_source"])
-        for key, value in tags.items():
+        for key, value in decision_tags(summary).items():
             client.set_model_version_tag(summary["model_name"], summary["new_version"], key, value)
 
     def _refuse(
