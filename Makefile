@@ -51,6 +51,8 @@ demo: install
 lint: install
 	$(BIN)/ruff check provider dags plugins tests bench demo
 	$(BIN)/ruff format --check provider dags plugins tests bench demo
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 test: lint compose-tool
 	$(BIN)/python -m pytest

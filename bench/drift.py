@@ -1,4 +1,4 @@
-"""Drift: DriftCheckOperator's computation vs a plain numpy/scipy floor vs Evidently's DataDriftPreset (20 columns).
+"""Drift: the drift check's computation vs a plain numpy/scipy floor vs Evidently's DataDriftPreset (20 columns).
 
     .venv/bin/python -m bench.drift                     # 10k, 100k, 1M rows (Evidently skipped at 1M)
     .venv/bin/python -m bench.drift --rows 100000 --full  # Evidently at every size (95 s at 1M)
@@ -132,15 +132,19 @@ def evidently_preset(reference: Any, current: Any) -> dict[str, bool]:
 def report(reference: Any, current: Any) -> dict[str, bool]:
     """The operator's report step: deterministic sample, Evidently preset, HTML + JSON bytes."""
     from mlops_provider.core.drift import compute_drift
-    from mlops_provider.operators.drift import DriftCheckOperator
+    from mlops_provider.hooks.evidently import EvidentlyHook
 
     result = compute_drift(reference, current, NUMERIC + CATEGORICAL, drift_share=DRIFT_SHARE, min_rows=200)
-    operator = DriftCheckOperator(
-        task_id="bench", model_name="bench", current_uri="current", report_sample_rows=REPORT_SAMPLE_ROWS
+    rendered = EvidentlyHook().drift_report(
+        reference,
+        current,
+        result,
+        model_name="bench",
+        reference_uri="reference",
+        current_uri="current",
+        sample_rows=REPORT_SAMPLE_ROWS,
     )
-    facts = {**result.summary(), "reference_uri": "reference", "current_uri": "current"}
-    rendered = operator._render_report(reference, current, result, facts)
-    if rendered is None or not rendered[0]:
+    if rendered is None or not rendered.html:
         raise RuntimeError("no report rendered")
     return {c.column: c.drifted for c in result.columns}
 

@@ -136,6 +136,7 @@ def _worker(runs: int, warmup: int, folder: str) -> dict[str, Any]:
     from sklearn.datasets import load_breast_cancer
 
     from mlops_provider.hooks.mlflow import MLflowHook
+    from mlops_provider.hooks.registry import MLflowRegistryHook
     from mlops_provider.operators.registry import PromoteModelOperator, RegisterModelOperator
     from mlops_provider.operators.training import TrainModelOperator
 
@@ -156,7 +157,7 @@ def _worker(runs: int, warmup: int, folder: str) -> dict[str, Any]:
         train_runs.append(op.execute(_context("train", f"train_{i}"))["run_id"])  # type: ignore[arg-type]
 
     moves: list[float] = []
-    original_move = PromoteModelOperator._move_alias
+    original_move = MLflowRegistryHook.move_alias
 
     def timed_move(self: Any, *args: Any, **kwargs: Any) -> None:
         started = time.perf_counter()
@@ -165,7 +166,7 @@ def _worker(runs: int, warmup: int, folder: str) -> dict[str, Any]:
         finally:
             moves.append(time.perf_counter() - started)
 
-    PromoteModelOperator._move_alias = timed_move  # type: ignore[method-assign]
+    MLflowRegistryHook.move_alias = timed_move  # type: ignore[method-assign]
     samples = []
     for i in range(total):
         moves.clear()

@@ -62,6 +62,11 @@ DEFAULT_MODULES = (
     "mlops_provider.core.validation",
     "mlops_provider.core.drift",
     "mlops_provider.core.gate",
+    "mlops_provider.hooks.registry",
+    "mlops_provider.hooks.gate",
+    "mlops_provider.hooks.data",
+    "mlops_provider.hooks.drift",
+    "mlops_provider.hooks.evidently",
     # what a task process's DAG file parse imports (the templates' pydantic schema, the operators)
     "mlops_provider.templates.builder",
     "mlops_provider.operators.validation",

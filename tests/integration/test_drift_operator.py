@@ -111,7 +111,7 @@ def _register_champion(training_uri: str) -> str:
 
     hook = MLflowHook()
     with hook.session() as client:
-        experiment = hook.ensure_experiment(client, "weather_drifting")
+        experiment = hook.ensure_experiment("weather_drifting")
         run = client.create_run(
             experiment,
             tags={lineage.FEATURES: json.dumps(FEATURES), lineage.TARGET: "weather"},

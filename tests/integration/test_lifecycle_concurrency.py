@@ -11,8 +11,8 @@ from pathlib import Path
 
 from support import cancer_csv, context
 
-from mlops_provider.core.gate import alias_version
 from mlops_provider.hooks.mlflow import MLflowHook
+from mlops_provider.hooks.registry import MLflowRegistryHook
 from mlops_provider.operators.registry import PromoteModelOperator, RegisterModelOperator
 from mlops_provider.operators.training import TrainModelOperator
 
@@ -72,9 +72,9 @@ def test_concurrent_promotions_leave_a_consistent_champion_and_history(tmp_path:
         line = [row for row in out.splitlines() if row.startswith("RESULT ")][-1]
         results.append(json.loads(line.removeprefix("RESULT ")))
 
+    champion = MLflowRegistryHook().alias_version("cancer", "champion")
+    previous = MLflowRegistryHook().alias_version("cancer", "previous_champion")
     with MLflowHook().session() as client:
-        champion = alias_version(client, "cancer", "champion")
-        previous = alias_version(client, "cancer", "previous_champion")
         history = json.loads(client.get_registered_model("cancer").tags["mlops.alias_history.champion"])
         assert not client.search_registered_models("name = 'cancer.mlops-lock'")  # lock released
     promoted = [r["new_version"] for r in results if r.get("decision") == "promoted"]

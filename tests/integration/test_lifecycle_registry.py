@@ -17,6 +17,7 @@ from support import cancer_csv, context
 
 from mlops_provider.core import lineage
 from mlops_provider.hooks.mlflow import MLflowHook
+from mlops_provider.hooks.registry import MLflowRegistryHook
 from mlops_provider.operators.evaluation import EvaluateModelOperator
 from mlops_provider.operators.registry import (
     PromoteModelOperator,
@@ -63,10 +64,7 @@ def promote(version: str, ctx: dict | None = None, **kw) -> dict:
 
 
 def alias(name: str, which: str = "champion") -> str | None:
-    from mlops_provider.core.gate import alias_version
-
-    with MLflowHook().session() as client:
-        return alias_version(client, name, which)
+    return MLflowRegistryHook().alias_version(name, which)
 
 
 def history(name: str = MODEL) -> list[dict]:
@@ -178,14 +176,14 @@ def test_retried_register_yields_one_version_and_races_are_deduplicated(data: Pa
     # a concurrent try that did not see the first version (its search ran before the create) creates a
     # second one, then finds two and deletes its own
     racing = RegisterModelOperator(task_id="register", model_name=MODEL, run_id=run["run_id"])
-    real = RegisterModelOperator._versions
+    real = MLflowRegistryHook._versions_of_run
     calls = []
 
-    def stale_first_search(self, client, name):
+    def stale_first_search(self, name, run_id):
         calls.append(1)
-        return [] if len(calls) == 1 else real(self, client, name)
+        return [] if len(calls) == 1 else real(self, name, run_id)
 
-    with mock.patch.object(RegisterModelOperator, "_versions", stale_first_search):
+    with mock.patch.object(MLflowRegistryHook, "_versions_of_run", stale_first_search):
         raced = racing.execute(context("register"))
     assert raced == {**first, "created": False}
     with MLflowHook().session() as client:
@@ -315,7 +313,7 @@ def test_champion_lookup_error_is_not_no_champion(data: Path):
         mock.patch(
             "mlflow.MlflowClient.get_model_version_by_alias", side_effect=ConnectionResetError("reset")
         ),
-        pytest.raises(ConnectionResetError),
+        pytest.raises(MLflowUnavailableError, match="reset"),  # translated: retried, never "no champion"
     ):
         promote(version)
     assert alias(MODEL) is None  # never promoted as if there were no champion

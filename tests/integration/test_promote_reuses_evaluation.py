@@ -16,8 +16,8 @@ from airflow.sdk.exceptions import AirflowFailException, TaskAwaitingInput
 from support import cancer_csv, context
 
 from mlops_provider.hooks.mlflow import MLflowHook
-from mlops_provider.operators import evaluation
-from mlops_provider.operators.evaluation import HOLDOUT_RECORD_ARTIFACT, EvaluateModelOperator
+from mlops_provider.hooks.models import HOLDOUT_RECORD_ARTIFACT, MLflowModelHook
+from mlops_provider.operators.evaluation import EvaluateModelOperator
 from mlops_provider.operators.registry import PromoteModelOperator, RegisterModelOperator
 from mlops_provider.operators.training import TrainModelOperator
 
@@ -39,13 +39,13 @@ def data(tmp_path: Path, mlflow_store: Path) -> Path:
 def loaded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The model URIs loaded (by evaluate, promote and the champion scoring), in order."""
     uris: list[str] = []
-    real = evaluation.load_model
+    real = MLflowModelHook.load_model
 
-    def spy(model_uri: str) -> Any:
+    def spy(hook: MLflowModelHook, model_uri: str) -> Any:
         uris.append(model_uri)
-        return real(model_uri)
+        return real(hook, model_uri)
 
-    monkeypatch.setattr(evaluation, "load_model", spy)
+    monkeypatch.setattr(MLflowModelHook, "load_model", spy)
     return uris
 
 

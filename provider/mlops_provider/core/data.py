@@ -12,6 +12,7 @@ import csv
 import glob as globlib
 import hashlib
 import io
+import json
 import os
 import uuid
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from mlops_provider.exceptions import DataError, DataUnavailableError
+from mlops_provider.core.errors import DataError, DataUnavailableError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -109,7 +110,12 @@ def expand(uri: str, fs: AbstractFileSystem | None = None) -> list[str]:
 
 def _check_header(names: Sequence[Any], where: str) -> None:
     seen: set[str] = set()
-    duplicates = sorted({str(n) for n in names if (str(n) in seen or seen.add(str(n)))})
+    repeated: set[str] = set()
+    for name in map(str, names):
+        if name in seen:
+            repeated.add(name)
+        seen.add(name)
+    duplicates = sorted(repeated)
     if duplicates:
         raise DataError(f"{where}: duplicate column name(s) {', '.join(map(repr, duplicates))}")
 
@@ -138,7 +144,7 @@ def _read_one(path: str, fs: AbstractFileSystem | None, columns: Sequence[str] |
         except Exception as err:  # pyarrow raises many kinds
             raise DataError(f"{path}: not a readable Parquet file ({err})") from err
         _check_header(table.schema.names, path)
-        frame = table.to_pandas()
+        frame: pd.DataFrame = table.to_pandas()
     else:
         if path.lower().endswith(".gz"):
             import gzip
@@ -178,7 +184,7 @@ def read_frame(
     import pandas as pd
 
     files = expand(uri, fs)
-    frames = []
+    frames: list[pd.DataFrame] = []
     for path in files:
         frame = _read_one(path, fs, columns)
         if frames and list(frame.columns) != list(frames[0].columns):
@@ -253,3 +259,30 @@ def write_bytes_atomic(data: bytes, uri: str, fs: AbstractFileSystem | None = No
         except OSError:
             pass
     return uri
+
+
+def data_signature(uri: str, fs: AbstractFileSystem | None = None) -> str | None:
+    """
+    A short hash of the files ``uri`` names (path, size, modification time / ETag), or ``None`` when
+    no file exists yet. Changes when data arrives or is rewritten; cheap (no data is read).
+    """
+    try:
+        files = expand(uri, fs)
+    except DataError:
+        return None
+    listing = []
+    for path in files:
+        if is_local(uri):
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:
+                return None
+            listing.append([path, stat.st_size, stat.st_mtime_ns])
+        else:
+            if fs is None:  # expand() raises first; keeps type checkers honest
+                return None
+            info = fs.info(path)
+            stamp = info.get("ETag") or info.get("LastModified") or info.get("mtime") or info.get("created")
+            listing.append([path, info.get("size"), str(stamp)])
+    payload = json.dumps(listing, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]

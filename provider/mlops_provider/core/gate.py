@@ -1,7 +1,8 @@
-"""The promotion gate: decisions from metrics, the alias-move history, and a registry lock.
+"""The promotion gate: decisions from metrics, and the records of decisions and alias moves.
 
-No Airflow in here. :func:`evaluate_gates` and :func:`decide` are pure functions of metric values and
-the gate configuration. :class:`RegistryLock` and the alias helpers take an ``MlflowClient``.
+No Airflow and no MLflow in here: :func:`evaluate_gates` and :func:`decide` are pure functions of metric
+values and the gate configuration; :func:`decision_tags` and :func:`append_history` shape what the
+registry hook records.
 
 Gate configuration (the config file's ``evaluation`` section)::
 
@@ -19,15 +20,12 @@ from __future__ import annotations
 import json
 import math
 import time
-import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from mlops_provider.core.errors import InvalidInputError
 from mlops_provider.core.metrics import higher_is_better, is_finite_number, metric_names, slice_gap
-
-if TYPE_CHECKING:
-    from mlflow import MlflowClient
 
 FIRST_RUN_POLICIES = ("promote", "require_approval")
 APPROVAL_MODES = ("auto", "manual")
@@ -38,7 +36,7 @@ DECISION_PREFIX = "mlops.gate."
 PREVIOUS_ALIAS = "previous_champion"
 
 
-class GateConfigError(ValueError):
+class GateConfigError(InvalidInputError):
     """The gate configuration is invalid (unknown metric, bad bound)."""
 
 
@@ -147,62 +145,66 @@ def evaluate_gates(
     checks are not evaluated (the first-run policy decides). ``slices`` are the challenger's per-slice
     reports (from :func:`mlops_provider.core.metrics.slice_metrics`).
     """
+    results = _threshold_results(challenger, thresholds or {})
+    if champion is not None:
+        results += _champion_results(challenger, champion, vs_champion or {})
+    return results + _slice_results(slices or {}, max_gap or {})
+
+
+_BOUND_CHECKS: tuple[tuple[str, str, str, Callable[[float, float], bool]], ...] = (
+    ("min", "threshold_min", ">=", lambda v, t: v >= t),
+    ("max", "threshold_max", "<=", lambda v, t: v <= t),
+)
+
+
+def _threshold_results(challenger: Mapping[str, Any], thresholds: Mapping[str, Any]) -> list[GateResult]:
     results: list[GateResult] = []
-    for metric, bounds in (thresholds or {}).items():
+    for metric, bounds in thresholds.items():
         value = challenger.get(metric)
-        finite = is_finite_number(value)
-        for key, gate, ok in (
-            ("min", "threshold_min", lambda v, t: v >= t),
-            ("max", "threshold_max", lambda v, t: v <= t),
-        ):
+        for key, gate, sign, ok in _BOUND_CHECKS:
             if key not in bounds:
                 continue
             limit = float(bounds[key])
-            if not finite:
-                results.append(
-                    GateResult(gate, metric, None, limit, False, _missing(metric, value, "challenger"))
-                )
+            if not is_finite_number(value):
+                detail = _missing(metric, value, "challenger")
+                results.append(GateResult(gate, metric, None, limit, False, detail))
                 continue
             passed = ok(float(value), limit)
-            sign = ">=" if key == "min" else "<="
+            detail = f"{metric} {float(value):.6g} {sign} {limit:g}: {passed}"
+            results.append(GateResult(gate, metric, float(value), limit, passed, detail))
+    return results
+
+
+def _champion_results(
+    challenger: Mapping[str, Any], champion: Mapping[str, Any], vs_champion: Mapping[str, Any]
+) -> list[GateResult]:
+    results: list[GateResult] = []
+    for metric, spec in vs_champion.items():
+        min_delta = float(spec["min_delta"])
+        new, old = challenger.get(metric), champion.get(metric)
+        if not is_finite_number(new) or not is_finite_number(old):
+            whose = "challenger" if not is_finite_number(new) else "champion"
+            bad = new if whose == "challenger" else old
             results.append(
-                GateResult(
-                    gate,
-                    metric,
-                    float(value),
-                    limit,
-                    passed,
-                    f"{metric} {float(value):.6g} {sign} {limit:g}: {passed}",
-                )
+                GateResult("vs_champion", metric, None, min_delta, False, _missing(metric, bad, whose))
             )
-    if champion is not None:
-        for metric, spec in (vs_champion or {}).items():
-            min_delta = float(spec["min_delta"])
-            new, old = challenger.get(metric), champion.get(metric)
-            if not is_finite_number(new) or not is_finite_number(old):
-                whose = "challenger" if not is_finite_number(new) else "champion"
-                bad = new if whose == "challenger" else old
-                results.append(
-                    GateResult("vs_champion", metric, None, min_delta, False, _missing(metric, bad, whose))
-                )
-                continue
-            improvement = float(new) - float(old) if higher_is_better(metric) else float(old) - float(new)
-            passed = improvement >= min_delta
-            direction = "higher" if higher_is_better(metric) else "lower"
-            results.append(
-                GateResult(
-                    "vs_champion",
-                    metric,
-                    improvement,
-                    min_delta,
-                    passed,
-                    f"{metric}: challenger {float(new):.6g} vs champion {float(old):.6g} ({direction} is better), "
-                    f"improvement {improvement:.6g} >= {min_delta:g}: {passed}",
-                )
-            )
-    for metric, gap_limit in (max_gap or {}).items():
+            continue
+        improvement = float(new) - float(old) if higher_is_better(metric) else float(old) - float(new)
+        passed = improvement >= min_delta
+        direction = "higher" if higher_is_better(metric) else "lower"
+        detail = (
+            f"{metric}: challenger {float(new):.6g} vs champion {float(old):.6g} ({direction} is better), "
+            f"improvement {improvement:.6g} >= {min_delta:g}: {passed}"
+        )
+        results.append(GateResult("vs_champion", metric, improvement, min_delta, passed, detail))
+    return results
+
+
+def _slice_results(slices: Mapping[str, Mapping[str, Any]], max_gap: Mapping[str, Any]) -> list[GateResult]:
+    results: list[GateResult] = []
+    for metric, gap_limit in max_gap.items():
         limit = float(gap_limit)
-        gap, missing = slice_gap(slices or {}, metric)
+        gap, missing = slice_gap(slices, metric)
         if missing or gap is None:
             detail = (
                 f"{metric} is not finite in slice(s) {', '.join(missing)}"
@@ -212,11 +214,8 @@ def evaluate_gates(
             results.append(GateResult("slice_gap", metric, gap, limit, False, detail))
             continue
         passed = gap <= limit
-        results.append(
-            GateResult(
-                "slice_gap", metric, gap, limit, passed, f"{metric} gap {gap:.6g} <= {limit:g}: {passed}"
-            )
-        )
+        detail = f"{metric} gap {gap:.6g} <= {limit:g}: {passed}"
+        results.append(GateResult("slice_gap", metric, gap, limit, passed, detail))
     return results
 
 
@@ -300,142 +299,6 @@ def history_entry(
         "who": who,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-
-
-# -- registry access ----------------------------------------------------------------------------
-
-
-def is_missing_alias(err: BaseException) -> bool:
-    """
-    True only for MLflow's answer "this alias (or this registered model) does not exist": the SQL store
-    and the REST API raise INVALID_PARAMETER_VALUE "Registered model alias X not found" and
-    RESOURCE_DOES_NOT_EXIST "Registered Model with name=X not found". Everything else is a real error.
-    """
-    code = getattr(err, "error_code", None)
-    message = str(err).lower()
-    if code == "INVALID_PARAMETER_VALUE":
-        return "alias" in message and "not found" in message
-    if code == "RESOURCE_DOES_NOT_EXIST":
-        return "not found" in message
-    return False
-
-
-def alias_version(client: MlflowClient, model_name: str, alias: str) -> str | None:
-    """The version ``alias`` points at, as a string; ``None`` only when the alias does not exist."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        version = client.get_model_version_by_alias(model_name, alias)
-    except MlflowException as err:
-        if is_missing_alias(err):
-            return None
-        raise
-    return str(version.version)
-
-
-class LockTimeout(RuntimeError):
-    """Another promotion holds the registry lock for this model beyond the wait time."""
-
-
-class RegistryLock:
-    """
-    A mutual-exclusion lock for alias moves on one registered model, held in MLflow itself.
-
-    MLflow has no compare-and-set, but creating a registered model is atomic: exactly one of two
-    concurrent ``create_registered_model(name)`` calls succeeds. The lock is a registered model named
-    ``<model>.mlops-lock`` carrying the holder's token; it is deleted on release. A lock older than
-    ``stale_after`` seconds (a crashed holder) is broken. A retried create whose first attempt did
-    succeed is recognised by the token.
-    """
-
-    SUFFIX = ".mlops-lock"
-
-    def __init__(
-        self,
-        client: MlflowClient,
-        model_name: str,
-        *,
-        owner: str,
-        wait: float = 120.0,
-        stale_after: float = 600.0,
-        poll: float = 0.2,
-    ) -> None:
-        self.client = client
-        self.name = f"{model_name}{self.SUFFIX}"
-        self.owner = owner
-        self.token = uuid.uuid4().hex
-        self.wait = wait
-        self.stale_after = stale_after
-        self.poll = poll
-        self.held = False
-
-    def acquire(self) -> None:
-        from mlflow.exceptions import MlflowException
-
-        deadline = time.monotonic() + self.wait
-        while True:
-            try:
-                self.client.create_registered_model(
-                    self.name,
-                    tags={"mlops.lock_token": self.token, "mlops.lock_owner": self.owner},
-                    description=f"Promotion lock held by {self.owner}; safe to delete when older than "
-                    f"{self.stale_after:.0f}s.",
-                )
-                self.held = True
-                return
-            except MlflowException as err:
-                if err.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
-                    raise
-            holder = self._holder()
-            if holder is not None and holder.tags.get("mlops.lock_token") == self.token:
-                self.held = True  # our create succeeded, its answer was lost and the client retried
-                return
-            if holder is not None:
-                age = time.time() - (holder.creation_timestamp or 0) / 1000.0
-                if age > self.stale_after:
-                    self._delete(expect_token=holder.tags.get("mlops.lock_token"))
-                    continue
-            if time.monotonic() > deadline:
-                who = holder.tags.get("mlops.lock_owner") if holder is not None else "unknown"
-                raise LockTimeout(
-                    f"registered model {self.name!r} (promotion lock) is held by {who} for more than "
-                    f"{self.wait:.0f}s"
-                )
-            time.sleep(self.poll)
-
-    def _holder(self) -> Any:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return self.client.get_registered_model(self.name)
-        except MlflowException as err:
-            if err.error_code == "RESOURCE_DOES_NOT_EXIST":
-                return None
-            raise
-
-    def _delete(self, expect_token: str | None) -> None:
-        from mlflow.exceptions import MlflowException
-
-        holder = self._holder()
-        if holder is None or holder.tags.get("mlops.lock_token") != expect_token:
-            return
-        try:
-            self.client.delete_registered_model(self.name)
-        except MlflowException as err:
-            if err.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise
-
-    def release(self) -> None:
-        if self.held:
-            self._delete(expect_token=self.token)
-            self.held = False
-
-    def __enter__(self) -> RegistryLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 def finite_or_none(value: Any) -> float | None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
+
+from mlops_provider.core.errors import InvalidInputError
 
 PREFIX = "mlops."
 TRAINING_DATA_URI = "mlops.training_data_uri"
@@ -25,6 +28,7 @@ TRIGGER_CAUSE = "mlops.trigger.cause"  # "schedule" | "drift" | "asset" | "manua
 TRIGGER_DRIFT_EVENTS = "mlops.trigger.drift_events"  # JSON list: the Asset events that started the run
 MAX_TRIGGER_EVENTS = 5
 HOLDOUT_ARTIFACT = "holdout/holdout.parquet"  # relative to the training run's artifacts
+VALIDATION_RESULTS = ("passed", "warned", "failed", "not_run")
 
 
 def config_hash(config: Any) -> str:
@@ -71,3 +75,71 @@ def trigger_summary(context: Any) -> dict[str, Any]:
     if params.get("skip_vs_champion") in (True, "true", "True"):
         summary["forced"] = {"skip_vs_champion": True, "reason": params.get("force_reason") or ""}
     return summary
+
+
+def task_identity(context: Mapping[str, Any]) -> dict[str, str]:
+    """dag id / dag run id / task id / try number of the running task (empty strings outside Airflow)."""
+    ti = context.get("ti") or context.get("task_instance")
+    dag_run = context.get("dag_run")
+    return {
+        "dag_id": str(getattr(ti, "dag_id", "") or ""),
+        "dag_run_id": str(getattr(dag_run, "run_id", None) or getattr(ti, "run_id", "") or ""),
+        "task_id": str(getattr(ti, "task_id", "") or ""),
+        "try_number": str(getattr(ti, "try_number", "") or ""),
+    }
+
+
+def normalise_validation_result(value: Any) -> str:
+    """``passed`` | ``warned`` | ``failed`` | ``not_run`` from a string or a validation summary dict."""
+    if value is None or value == "":
+        return "not_run"
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                import ast
+
+                try:
+                    value = ast.literal_eval(text)
+                except (ValueError, SyntaxError):
+                    value = text
+        else:
+            value = text
+    if isinstance(value, Mapping):
+        for key in ("result", "status", "outcome"):
+            if isinstance(value.get(key), str):
+                return normalise_validation_result(value[key])
+        if isinstance(value.get("success"), bool):
+            return "passed" if value["success"] else "failed"
+        raise InvalidInputError(f"validation_result: cannot read a status from {dict(value)!r}")
+    if isinstance(value, bool):
+        return "passed" if value else "failed"
+    text = str(value).lower()
+    aliases = {"success": "passed", "pass": "passed", "warn": "warned", "warning": "warned", "fail": "failed"}
+    text = aliases.get(text, text)
+    if text not in VALIDATION_RESULTS:
+        raise InvalidInputError(
+            f"validation_result must be one of {', '.join(VALIDATION_RESULTS)}, got {value!r}"
+        )
+    return text
+
+
+def as_bool(value: Any, name: str) -> bool:
+    """A bool from a bool or its rendered template text ("True", "false", "1", "")."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", "", "none"):
+        return False
+    raise InvalidInputError(f"{name} must be true or false, got {value!r}")
+
+
+def who(identity: Mapping[str, str]) -> str:
+    """``airflow:<dag>/<run>/<task>``: the actor recorded for decisions a task makes."""
+    if identity.get("dag_id"):
+        return f"airflow:{identity['dag_id']}/{identity['dag_run_id']}/{identity['task_id']}"
+    return "airflow"

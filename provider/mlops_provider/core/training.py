@@ -23,15 +23,16 @@ import importlib
 import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from mlops_provider.core.errors import InvalidInputError
 from mlops_provider.core.metrics import metric_names
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
-class TrainingInputError(ValueError):
+class TrainingInputError(InvalidInputError):
     """The training input (data, estimator, params) is unusable; a retry cannot change that."""
 
 
@@ -111,7 +112,7 @@ def build_estimator(path: str, params: Mapping[str, Any] | None) -> Any:
                 f"estimator {path!r} is a class but not a scikit-learn estimator (needs fit/predict/get_params)"
             )
         try:
-            valid = set(obj().get_params(deep=False))
+            valid = set(cast(Any, obj)().get_params(deep=False))  # issubclass(obj, <Any>) narrows to object
         except TypeError:  # required constructor arguments: let the constructor judge
             valid = set(inspect.signature(obj).parameters) - {"self"}
         unknown = sorted(set(params) - valid)

@@ -2,7 +2,9 @@
 
 No Airflow in here: :class:`~mlops_provider.operators.validation.ValidateDataOperator` reads the data,
 calls :func:`load_suite_spec`, :func:`build_suite`, :func:`validate_frame`, then writes what
-:func:`result_document` and :func:`render_html` return.
+:func:`result_document` and :func:`render_html` return. Suite reading and building live in
+:mod:`~mlops_provider.core.validation_suite`, the HTML page in :mod:`~mlops_provider.core.validation_report`;
+both are re-exported here.
 
 Why it is not just ``ExpectationSuite(**spec)`` + ``batch.validate(suite)``:
 
@@ -18,21 +20,44 @@ Why it is not just ``ExpectationSuite(**spec)`` + ``batch.validate(suite)``:
 from __future__ import annotations
 
 import datetime as dt
-import difflib
-import html
 import json
-import logging
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from mlops_provider.core.validation_report import render_html
+from mlops_provider.core.validation_suite import (
+    GX_LOGGER,
+    SuiteError,
+    build_suite,
+    load_suite_spec,
+    parse_suite_json,
+    quiet_gx_logging,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
     from great_expectations import ExpectationSuite
 
-GX_LOGGER = "great_expectations"
+__all__ = [
+    "GX_LOGGER",
+    "FailedExpectation",
+    "SuiteError",
+    "ValidationOutcome",
+    "build_suite",
+    "failure_message",
+    "json_safe",
+    "load_suite_spec",
+    "parse_suite_json",
+    "quiet_gx_logging",
+    "render_html",
+    "result_document",
+    "summary",
+    "validate_frame",
+]
+
 DETAIL_RESULT_FORMAT = "BASIC"
 MAX_VALUE_CHARS = 200
 MAX_ERROR_CHARS = 500
@@ -45,177 +70,6 @@ _SCHEMA_KINDS = (
     "expect_table_columns_to_match_set",
     "expect_table_columns_to_match_ordered_list",
 )
-
-
-class SuiteError(ValueError):
-    """An expectation suite cannot be read or holds expectations GX cannot build."""
-
-
-def quiet_gx_logging() -> None:
-    """
-    Keep GX's INFO lines out of task logs: call before importing GX (~200 lines on import) and after
-    (GX sets one of its own module loggers to INFO explicitly). A stricter level set by the user stays.
-    """
-    for name, logger in [(GX_LOGGER, logging.getLogger(GX_LOGGER))] + [
-        (name, obj)
-        for name, obj in list(logging.root.manager.loggerDict.items())
-        if name.startswith(GX_LOGGER + ".") and isinstance(obj, logging.Logger)
-    ]:
-        if (
-            name == GX_LOGGER
-            and logger.level < logging.WARNING
-            or name != GX_LOGGER
-            and logging.NOTSET < logger.level < logging.WARNING
-        ):
-            logger.setLevel(logging.WARNING)
-
-
-# -- suites ------------------------------------------------------------------------------------------
-def parse_suite_json(raw: bytes | str, source: str) -> dict[str, Any]:
-    """Parse the text of a GX suite JSON file; errors name ``source`` and the position."""
-    try:
-        text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
-        spec = json.loads(text)
-    except UnicodeDecodeError as err:
-        raise SuiteError(f"{source}: suite file is not UTF-8 text (offset {err.start})") from None
-    except json.JSONDecodeError as err:
-        raise SuiteError(
-            f"{source}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})"
-        ) from None
-    if not isinstance(spec, dict):
-        raise SuiteError(f"{source}: a suite must be a JSON object, got {type(spec).__name__}")
-    return spec
-
-
-def load_suite_spec(
-    suite: str | Mapping[str, Any], read_bytes: Callable[[str], bytes] | None = None
-) -> tuple[dict[str, Any], str]:
-    """
-    The suite as a dict and a description of where it came from.
-
-    :param suite: a dict (a GX 1.x suite) or the path/URI of a suite JSON file (already resolved).
-    :param read_bytes: reads a path/URI; defaults to the local filesystem.
-    """
-    if isinstance(suite, Mapping):
-        return dict(suite), "suite given as a dict"
-    if not isinstance(suite, str) or not suite.strip():
-        raise SuiteError(f"suite must be a dict or the path of a suite JSON file, got {suite!r}")
-    reader = read_bytes or _read_local
-    try:
-        raw = reader(suite)
-    except FileNotFoundError:
-        raise SuiteError(f"{suite}: suite file not found") from None
-    except OSError as err:
-        raise SuiteError(f"{suite}: cannot read the suite file ({type(err).__name__}: {err})") from None
-    return parse_suite_json(raw, suite), suite
-
-
-def _read_local(path: str) -> bytes:
-    with open(path, "rb") as handle:
-        return handle.read()
-
-
-def _describe(index: int, exp: Any) -> str:
-    kind = exp.get("type") if isinstance(exp, Mapping) else None
-    where = f"expectation #{index}"
-    if isinstance(kind, str):
-        where += f" {kind!r}"
-        kwargs = exp.get("kwargs")
-        if isinstance(kwargs, Mapping) and isinstance(kwargs.get("column"), str):
-            where += f" (column {kwargs['column']!r})"
-    return where
-
-
-def _pydantic_errors(err: Exception) -> str | None:
-    errors = getattr(err, "errors", None)
-    if not callable(errors):
-        return None
-    try:
-        items = errors()
-    except Exception:
-        return None
-    parts, seen = [], set()
-    for item in items:
-        loc = ".".join(str(p) for p in item.get("loc", ()) if p != "__root__")
-        if loc and loc in seen:  # a union type reports one error per member: keep the first
-            continue
-        seen.add(loc)
-        parts.append(f"{loc}: {item.get('msg')}" if loc else str(item.get("msg")))
-    return "; ".join(parts) or None
-
-
-def _build_one(index: int, exp: Any) -> tuple[Any, str | None]:
-    """Build one expectation; return (expectation, None) or (None, problem)."""
-    import great_expectations.exceptions as gx_exceptions
-    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
-    from great_expectations.expectations.registry import list_registered_expectation_implementations
-
-    where = _describe(index, exp)
-    if not isinstance(exp, Mapping):
-        return None, f"{where}: must be an object with 'type' and 'kwargs', got {type(exp).__name__}"
-    if "type" not in exp and "expectation_type" in exp:
-        return None, f"{where}: 'expectation_type' is the GX 0.x format; GX 1.x suites use 'type'"
-    kind = exp.get("type")
-    if not isinstance(kind, str) or not kind:
-        return None, f"{where}: missing or invalid 'type'"
-    if not isinstance(exp.get("kwargs", {}), Mapping):
-        return None, f"{where}: 'kwargs' must be an object"
-    config = {"kwargs": {}, **exp}
-    try:
-        return ExpectationConfiguration(**config).to_domain_obj(), None
-    except gx_exceptions.ExpectationNotFoundError:
-        close = difflib.get_close_matches(kind, list_registered_expectation_implementations(), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return None, f"{where}: unknown expectation type{hint}"
-    except gx_exceptions.InvalidExpectationConfigurationError as err:
-        return None, f"{where}: invalid configuration ({err})"
-    except TypeError as err:
-        return None, f"{where}: invalid field ({err})"
-    except ValueError as err:  # pydantic's ValidationError
-        return None, f"{where}: invalid argument(s): {_pydantic_errors(err) or err}"
-
-
-def build_suite(spec: Mapping[str, Any], source: str, default_name: str = "suite") -> ExpectationSuite:
-    """
-    A GX ``ExpectationSuite`` holding every expectation of ``spec``; raise :class:`SuiteError` naming
-    each expectation GX cannot build (index, type, column, reason) instead of dropping it.
-    """
-    quiet_gx_logging()
-    import great_expectations as gx
-
-    quiet_gx_logging()
-    expectations = spec.get("expectations")
-    if not isinstance(expectations, list):
-        raise SuiteError(f"{source}: 'expectations' must be a list of expectations")
-    if not expectations:
-        raise SuiteError(f"{source}: the suite has no expectations (it would pass any data)")
-    built, problems = [], []
-    for index, exp in enumerate(expectations):
-        obj, problem = _build_one(index, exp)
-        if problem:
-            problems.append(problem)
-        else:
-            built.append(obj)
-    if problems:
-        raise SuiteError(f"{source}: {len(problems)} invalid expectation(s): " + "; ".join(problems))
-    name = spec.get("name") or spec.get("expectation_suite_name") or default_name
-    try:
-        suite = gx.ExpectationSuite(
-            name=str(name),
-            expectations=built,
-            suite_parameters=spec.get("suite_parameters") or None,
-            meta=spec.get("meta") or None,
-        )
-    except (TypeError, ValueError) as err:
-        raise SuiteError(f"{source}: invalid suite ({err})") from None
-    if len(suite.expectations) != len(expectations):  # GX drops what it cannot load: never silently
-        kept = {id(e) for e in suite.expectations}
-        dropped = [_describe(i, expectations[i]) for i, e in enumerate(built) if id(e) not in kept]
-        raise SuiteError(
-            f"{source}: GX dropped {len(expectations) - len(suite.expectations)} expectation(s) while "
-            f"loading: {', '.join(dropped) or 'unknown'}"
-        )
-    return suite
 
 
 # -- validation --------------------------------------------------------------------------------------
@@ -320,8 +174,9 @@ def _exception_messages(exception_info: Any) -> list[str]:
 
 def _column_of(kwargs: Mapping[str, Any]) -> str | None:
     for key in _COLUMN_KWARGS:
-        if isinstance(kwargs.get(key), str):
-            return kwargs[key]
+        value = kwargs.get(key)
+        if isinstance(value, str):
+            return value
     column_list = kwargs.get("column_list")
     if isinstance(column_list, list) and column_list and all(isinstance(c, str) for c in column_list):
         return ", ".join(column_list)
@@ -357,58 +212,51 @@ def _key(config: Mapping[str, Any]) -> str:
     return json.dumps([config.get("type"), kwargs], sort_keys=True, default=str)
 
 
-def validate_frame(
-    frame: pd.DataFrame,
-    suite: ExpectationSuite,
-    *,
-    data_name: str = "dataset",
-    max_unexpected_values: int = 5,
-) -> ValidationOutcome:
-    """
-    Run ``suite`` on ``frame`` with an ephemeral GX context. A 0-row frame never succeeds.
-
-    :param data_name: how errors name the data (its URI).
-    :param max_unexpected_values: at most this many unexpected values per failed expectation.
-    """
-    quiet_gx_logging()
+def _whole_frame_batch(frame: pd.DataFrame) -> Any:
+    """A GX batch over the whole frame, in an ephemeral context with progress bars off."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    quiet_gx_logging()
-    started = dt.datetime.now(dt.UTC)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch = (
+    return (
         context.data_sources.add_pandas("mlops")
         .add_dataframe_asset("data")
         .add_batch_definition_whole_dataframe("whole")
         .get_batch(batch_parameters={"dataframe": frame})
     )
-    first = batch.validate(suite, result_format="BOOLEAN_ONLY").to_json_dict()
-    results: list[dict[str, Any]] = list(first.get("results") or [])
 
-    # Failed expectations that did not raise: run them again for counts and a few unexpected values.
+
+def _with_details(
+    batch: Any, suite: ExpectationSuite, results: list[dict[str, Any]], max_unexpected_values: int
+) -> list[dict[str, Any]]:
+    """``results`` where each failed expectation that did not raise is run again for its counts and
+    a few unexpected values (``DETAIL_RESULT_FORMAT``)."""
+    import great_expectations as gx
+
     rerun_keys = {
         _key(r["expectation_config"])
         for r in results
         if not r.get("success") and not _exception_messages(r.get("exception_info"))
     }
-    if rerun_keys:
-        again = [e for e in suite.expectations if _key(e.configuration.to_json_dict()) in rerun_keys]
-        detail_suite = gx.ExpectationSuite(name=suite.name, expectations=again)
-        detailed = batch.validate(
-            detail_suite,
-            result_format={
-                "result_format": DETAIL_RESULT_FORMAT,
-                "partial_unexpected_count": max(1, max_unexpected_values),
-            },
-        ).to_json_dict()
-        by_key = {_key(r["expectation_config"]): r for r in detailed.get("results") or []}
-        results = [by_key.get(_key(r["expectation_config"]), r) for r in results]
-    first["results"] = results
-    first.setdefault("meta", {})["result_format"] = f"BOOLEAN_ONLY; failed ones {DETAIL_RESULT_FORMAT}"
+    if not rerun_keys:
+        return results
+    again = [e for e in suite.expectations if _key(e.configuration.to_json_dict()) in rerun_keys]
+    detailed = batch.validate(
+        gx.ExpectationSuite(name=suite.name, expectations=again),
+        result_format={
+            "result_format": DETAIL_RESULT_FORMAT,
+            "partial_unexpected_count": max(1, max_unexpected_values),
+        },
+    ).to_json_dict()
+    by_key = {_key(r["expectation_config"]): r for r in detailed.get("results") or []}
+    return [by_key.get(_key(r["expectation_config"]), r) for r in results]
 
-    columns = [str(c) for c in frame.columns]
+
+def _findings(
+    results: list[dict[str, Any]], columns: Sequence[str], max_unexpected_values: int
+) -> tuple[list[FailedExpectation], list[dict[str, Any]]]:
+    """The failed expectations, and one detail entry per expectation (for the HTML report)."""
     failed: list[FailedExpectation] = []
     details: list[dict[str, Any]] = []
     for r in results:
@@ -429,9 +277,36 @@ def validate_frame(
         details.append({"success": bool(r.get("success")), "kwargs": json_safe(kwargs), "failure": entry})
         if not r.get("success"):
             failed.append(entry)
+    return failed, details
 
+
+def validate_frame(
+    frame: pd.DataFrame,
+    suite: ExpectationSuite,
+    *,
+    data_name: str = "dataset",
+    max_unexpected_values: int = 5,
+) -> ValidationOutcome:
+    """
+    Run ``suite`` on ``frame`` with an ephemeral GX context. A 0-row frame never succeeds.
+
+    :param data_name: how errors name the data (its URI).
+    :param max_unexpected_values: at most this many unexpected values per failed expectation.
+    """
+    quiet_gx_logging()
+    import great_expectations as gx
+
+    quiet_gx_logging()
+    started = dt.datetime.now(dt.UTC)
+    batch = _whole_frame_batch(frame)
+    first = batch.validate(suite, result_format="BOOLEAN_ONLY").to_json_dict()
+    results = _with_details(batch, suite, list(first.get("results") or []), max_unexpected_values)
+    first["results"] = results
+    first.setdefault("meta", {})["result_format"] = f"BOOLEAN_ONLY; failed ones {DETAIL_RESULT_FORMAT}"
+
+    columns = [str(c) for c in frame.columns]
+    failed, details = _findings(results, columns, max_unexpected_values)
     rows = len(frame)
-    error = f"dataset {data_name} has 0 rows" if rows == 0 else None
     statistics = first.get("statistics") or {}
     return ValidationOutcome(
         success=bool(first.get("success")) and rows > 0,
@@ -441,7 +316,7 @@ def validate_frame(
         evaluated=int(statistics.get("evaluated_expectations", len(results))),
         failed=failed,
         result=json_safe(first, max_chars=None),
-        error=error,
+        error=f"dataset {data_name} has 0 rows" if rows == 0 else None,
         gx_version=str(gx.__version__),
         started_at=started.isoformat(timespec="seconds"),
         duration_s=(dt.datetime.now(dt.UTC) - started).total_seconds(),
@@ -510,84 +385,3 @@ def result_document(outcome: ValidationOutcome, data_uri: str, source: str) -> b
         "validation_result": outcome.result,
     }
     return json.dumps(doc, indent=1, allow_nan=False).encode()
-
-
-_CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1f2328;background:#f6f8fa}
-main{max-width:1100px;margin:0 auto;padding:24px}
-h1{font-size:22px;margin:0 0 4px}
-.meta{color:#57606a;margin:0 0 16px}
-.badge{display:inline-block;padding:2px 10px;border-radius:12px;font-weight:600;color:#fff}
-.ok{background:#1a7f37}.bad{background:#cf222e}
-.cards{display:flex;gap:12px;margin:16px 0;flex-wrap:wrap}
-.card{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:10px 16px;min-width:120px}
-.card b{display:block;font-size:20px}
-table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #d0d7de}
-th,td{text-align:left;padding:6px 8px;border-top:1px solid #d0d7de;vertical-align:top}
-th{background:#f0f3f6}
-tr.fail td:first-child{border-left:4px solid #cf222e}tr.pass td:first-child{border-left:4px solid #1a7f37}
-code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;word-break:break-word}
-.err{color:#cf222e}
-dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px;background:#fff;border:1px solid #d0d7de;padding:10px 16px;border-radius:6px}
-dt{color:#57606a}dd{margin:0}
-"""
-
-
-def _esc(value: Any) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        value = json.dumps(value, default=str)
-    return html.escape(value)
-
-
-def render_html(outcome: ValidationOutcome, data_uri: str, source: str, title: str | None = None) -> bytes:
-    """A self-contained HTML page (inline CSS, no scripts, no network) describing the validation."""
-    ok = outcome.success
-    rows_html = []
-    ordered = sorted(outcome.details, key=lambda d: d["success"])  # failures first
-    for d in ordered:
-        f: FailedExpectation = d["failure"]
-        if d["success"]:
-            finding = "passed"
-        elif f.error:
-            finding = f'<span class="err">{_esc(f.error)}</span>'
-        else:
-            parts = []
-            if f.unexpected_count is not None:
-                parts.append(f"{f.unexpected_count} unexpected value(s)")
-            if f.unexpected_values:
-                parts.append(f"e.g. <code>{_esc(f.unexpected_values)}</code>")
-            if f.observed_value is not None:
-                parts.append(f"observed <code>{_esc(f.observed_value)}</code>")
-            finding = ", ".join(parts) or "failed"
-        rows_html.append(
-            f'<tr class="{"pass" if d["success"] else "fail"}"><td>{"pass" if d["success"] else "FAIL"}</td>'
-            f"<td><code>{_esc(f.type)}</code></td><td>{_esc(f.column)}</td>"
-            f"<td><code>{_esc(d['kwargs'])}</code></td><td>{finding}</td></tr>"
-        )
-    error = f'<p class="err"><b>{_esc(outcome.error)}</b></p>' if outcome.error else ""
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width,initial-scale=1">
-<title>{_esc(title or f"Validation: {outcome.suite_name}")}</title>
-<style>{_CSS}</style></head>
-<body><main>
-<h1>Data validation <span class="badge {"ok" if ok else "bad"}">{"PASSED" if ok else "FAILED"}</span></h1>
-<p class="meta">Great Expectations {_esc(outcome.gx_version)} &middot; validated {_esc(outcome.started_at)} UTC
- in {outcome.duration_s:.2f} s</p>
-<dl><dt>Suite</dt><dd><code>{_esc(outcome.suite_name)}</code> ({_esc(source)})</dd>
-<dt>Data</dt><dd><code>{_esc(data_uri)}</code></dd>
-<dt>Columns</dt><dd><code>{_esc(", ".join(outcome.columns))}</code></dd></dl>
-{error}
-<div class="cards"><div class="card">Rows<b>{outcome.rows}</b></div>
-<div class="card">Expectations<b>{outcome.evaluated}</b></div>
-<div class="card">Failed<b>{len(outcome.failed)}</b></div>
-<div class="card">Passed<b>{outcome.evaluated - len(outcome.failed)}</b></div></div>
-<table><thead><tr><th></th><th>Expectation</th><th>Column</th><th>Arguments</th><th>Finding</th></tr></thead>
-<tbody>
-{"".join(rows_html)}
-</tbody></table>
-</main></body></html>
-"""
-    return page.encode()

@@ -11,7 +11,7 @@ import os
 
 from mlops_provider.core.data import is_local, local_path
 from mlops_provider.core.paths import reports_root
-from mlops_provider.links.mlflow import _XComUrlLink
+from mlops_provider.links.base import XComUrlLink
 
 REPORTS_ROUTE = "/mlops/reports"
 
@@ -27,14 +27,14 @@ def report_url(uri: str) -> str:
     return uri
 
 
-class ValidationReportLink(_XComUrlLink):
+class ValidationReportLink(XComUrlLink):
     """The Data Docs page of a Great Expectations validation."""
 
     name = "Validation report"
     key = "validation_report_url"
 
 
-class DriftReportLink(_XComUrlLink):
+class DriftReportLink(XComUrlLink):
     """The Evidently drift report."""
 
     name = "Drift report"

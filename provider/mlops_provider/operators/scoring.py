@@ -10,7 +10,9 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_provider.core import lineage
-from mlops_provider.hooks.mlflow import MLflowHook, MLflowHookMixin
+from mlops_provider.hooks.data import DataHook
+from mlops_provider.hooks.mlflow import MLflowHookMixin
+from mlops_provider.hooks.registry import MLflowRegistryHook
 from mlops_provider.links.mlflow import MLflowModelVersionLink
 
 if TYPE_CHECKING:
@@ -73,6 +75,7 @@ class BatchScoreOperator(MLflowHookMixin, BaseOperator):
     )
     operator_extra_links = (MLflowModelVersionLink(),)
     ui_color = "#d0ffd8"
+    hook_class = MLflowRegistryHook
 
     def __init__(
         self,
@@ -85,7 +88,7 @@ class BatchScoreOperator(MLflowHookMixin, BaseOperator):
         id_columns: Sequence[str] | None = None,
         base_dir: str | None = None,
         data_conn_id: str | None = None,
-        mlflow_conn_id: str = MLflowHook.default_conn_name,
+        mlflow_conn_id: str = MLflowRegistryHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -100,53 +103,44 @@ class BatchScoreOperator(MLflowHookMixin, BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlflow.exceptions import MlflowException
-
-        from mlops_provider.core.data import read_frame, resolve_uri, write_frame_atomic
-        from mlops_provider.core.gate import alias_version
-        from mlops_provider.hooks.storage import filesystem_for
-        from mlops_provider.operators.evaluation import load_model
-
-        if not isinstance(self.chunk_size, int) or self.chunk_size < 1:
+        if isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, int) or self.chunk_size < 1:
             raise AirflowFailException(f"chunk_size must be a positive integer, got {self.chunk_size!r}")
         id_columns = list(self.id_columns or [])
-        source = resolve_uri(self.data_uri, self.base_dir)
-        target = resolve_uri(self.output_uri, self.base_dir)
-        with self.hook.session() as client:
-            try:
-                version = alias_version(client, self.model_name, self.alias)
-                if version is None:
-                    raise AirflowSkipException(
-                        f"{self.model_name}@{self.alias} does not exist (no champion yet): nothing to score {source} with"
-                    )
-                mv = client.get_model_version(self.model_name, version)
-                model = load_model(f"models:/{self.model_name}/{version}")
-            except MlflowException as err:
-                raise self.hook.unavailable(err) from err
-        try:
-            features = json.loads(mv.tags[lineage.FEATURES])
-        except (KeyError, ValueError):
-            raise AirflowFailException(
-                f"{self.model_name} version {version} lacks the lineage tag {lineage.FEATURES!r}"
-            ) from None
+        data = DataHook(conn_id=self.data_conn_id, base_dir=self.base_dir)
+        source = data.resolve(self.data_uri)
+        version = self.hook.alias_version(self.model_name, self.alias)
+        if version is None:
+            raise AirflowSkipException(
+                f"{self.model_name}@{self.alias} does not exist (no champion yet): nothing to score {source} with"
+            )
+        features = self._features(version)
+        model = self.hook.load_model(f"models:/{self.model_name}/{version}")
         self.log.info(
             "Scoring %s with %s version %s (resolved from @%s)", source, self.model_name, version, self.alias
         )
-        frame = read_frame(source, filesystem_for(source, self.data_conn_id))
+        frame = data.read_frame(source)
         missing = [c for c in [*features, *id_columns] if c not in frame.columns]
         if missing:
             raise AirflowFailException(
-                f"{source}: missing column(s) {', '.join(map(repr, missing))} needed by {self.model_name} version {version}"
+                f"{source}: missing column(s) {', '.join(map(repr, missing))} needed by {self.model_name} "
+                f"version {version}"
             )
         predictions = score_in_chunks(model, frame, features, self.chunk_size, id_columns)
         predictions[VERSION_COLUMN] = str(version)
-        written = write_frame_atomic(predictions, target, filesystem_for(target, self.data_conn_id))
-        MLflowModelVersionLink.persist(
-            context, MLflowModelVersionLink.url(self.hook.settings, self.model_name, version)
-        )
+        written = data.write_frame(predictions, self.output_uri)
+        MLflowModelVersionLink.persist(context, self.hook.model_version_url(self.model_name, version))
         return {
             "model_name": self.model_name,
             "version": str(version),
             "rows": len(predictions),
             "output_uri": written,
         }
+
+    def _features(self, version: str) -> list[str]:
+        mv = self.hook.model_version(self.model_name, version)
+        try:
+            return list(json.loads(mv.tags[lineage.FEATURES]))
+        except (KeyError, ValueError):
+            raise AirflowFailException(
+                f"{self.model_name} version {version} lacks the lineage tag {lineage.FEATURES!r}"
+            ) from None

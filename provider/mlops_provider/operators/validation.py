@@ -8,10 +8,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from mlops_provider.exceptions import DataError, InvalidInputError, airflow_errors
 from mlops_provider.links.reports import ValidationReportLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from mlops_provider.hooks.data import DataHook
 
 ON_FAILURE_CHOICES = ("fail", "warn")
 RESULT_NAME = "validation_result.json"
@@ -93,7 +96,7 @@ class ValidateDataOperator(BaseOperator):
 
     def _check_arguments(self) -> None:
         if self.on_failure not in ON_FAILURE_CHOICES:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{self.task_id}: on_failure={self.on_failure!r} is not one of {', '.join(ON_FAILURE_CHOICES)}"
             )
         if (
@@ -101,50 +104,61 @@ class ValidateDataOperator(BaseOperator):
             or not isinstance(self.max_unexpected_values, int)
             or self.max_unexpected_values < 0
         ):
-            raise ValueError(
+            raise InvalidInputError(
                 f"{self.task_id}: max_unexpected_values must be an integer >= 0, got {self.max_unexpected_values!r}"
             )
 
-    def _load_suite(self) -> tuple[Any, str]:
+    def _load_suite(self, data: DataHook) -> tuple[Any, str]:
+        """The built GX suite and where it came from; the suite file is read through ``data``."""
         from mlops_provider.core import validation
-        from mlops_provider.core.data import resolve_uri
-        from mlops_provider.hooks.storage import filesystem_for
 
         suite: Any = self.suite
-        if isinstance(suite, str):
-            suite = resolve_uri(suite, self.base_dir)
-        fs = filesystem_for(suite, self.data_conn_id) if isinstance(suite, str) else None
+        from_file = isinstance(suite, str) and bool(suite.strip())
+        if from_file:
+            suite = data.resolve(suite)
 
         def read(uri: str) -> bytes:
-            if fs is None:
-                with open(uri, "rb") as handle:
-                    return handle.read()
-            with fs.open(uri, "rb") as handle:
-                return handle.read()
+            try:
+                return data.read_bytes(uri)
+            except DataError as err:
+                raise DataError(f"Cannot read the expectation suite: {err}") from err
 
-        try:
+        with airflow_errors("Invalid expectation suite"):
             spec, source = validation.load_suite_spec(suite, read)
-            default_name = (
-                source.rsplit("/", 1)[-1].removesuffix(".json") if isinstance(suite, str) else "suite"
-            )
+            default_name = source.rsplit("/", 1)[-1].removesuffix(".json") if from_file else "suite"
             return validation.build_suite(spec, source, default_name=default_name), source
-        except validation.SuiteError as err:
-            raise AirflowFailException(f"Invalid expectation suite: {err}") from None
+
+    def _write_reports(self, context: Context, outcome: Any, data_uri: str, source: str) -> tuple[str, str]:
+        """Write the JSON result and the HTML report under the run's prefix; (report URI, result URI)."""
+        from mlops_provider.core import validation
+        from mlops_provider.core.paths import reports_root, run_prefix
+        from mlops_provider.hooks.data import DataHook
+        from mlops_provider.links.reports import report_url
+
+        ti = context["ti"]
+        prefix = run_prefix(self.reports_uri or reports_root(), ti.dag_id, ti.run_id, ti.task_id)
+        reports = DataHook(conn_id=self.reports_conn_id or self.data_conn_id)
+        result_uri = reports.write_bytes(
+            validation.result_document(outcome, data_uri, source), f"{prefix}/{RESULT_NAME}"
+        )
+        report_uri = reports.write_bytes(
+            validation.render_html(outcome, data_uri, source), f"{prefix}/{REPORT_NAME}"
+        )
+        ValidationReportLink.persist(context, report_url(report_uri))
+        return report_uri, result_uri
 
     def execute(self, context: Context) -> dict[str, Any]:
         self._check_arguments()
         from mlops_provider.core import validation
 
         validation.quiet_gx_logging()  # before anything imports great_expectations
-        from mlops_provider.core.data import read_frame, resolve_uri, write_bytes_atomic
-        from mlops_provider.core.paths import reports_root, run_prefix
-        from mlops_provider.hooks.storage import filesystem_for
-        from mlops_provider.links.reports import report_url
+        from mlops_provider.hooks.data import DataHook
 
-        data_uri = resolve_uri(self.data_uri, self.base_dir)
-        suite, source = self._load_suite()
+        data = DataHook(conn_id=self.data_conn_id, base_dir=self.base_dir)
+        data_uri = data.resolve(self.data_uri)
+        suite, source = self._load_suite(data)
         self.log.info("Reading %s", data_uri)
-        frame = read_frame(data_uri, filesystem_for(data_uri, self.data_conn_id))
+        frame = data.read_frame(data_uri)
         self.log.info(
             "Validating %d rows x %d columns with suite %r (%d expectations, from %s)",
             len(frame),
@@ -153,21 +167,12 @@ class ValidateDataOperator(BaseOperator):
             len(suite.expectations),
             source,
         )
-        outcome = validation.validate_frame(
-            frame, suite, data_name=data_uri, max_unexpected_values=self.max_unexpected_values
-        )
+        with airflow_errors(f"Validation of {data_uri}"):
+            outcome = validation.validate_frame(
+                frame, suite, data_name=data_uri, max_unexpected_values=self.max_unexpected_values
+            )
         del frame
-
-        ti = context["ti"]
-        prefix = run_prefix(self.reports_uri or reports_root(), ti.dag_id, ti.run_id, ti.task_id)
-        reports_fs = filesystem_for(prefix, self.reports_conn_id or self.data_conn_id)
-        result_uri = write_bytes_atomic(
-            validation.result_document(outcome, data_uri, source), f"{prefix}/{RESULT_NAME}", reports_fs
-        )
-        report_uri = write_bytes_atomic(
-            validation.render_html(outcome, data_uri, source), f"{prefix}/{REPORT_NAME}", reports_fs
-        )
-        ValidationReportLink.persist(context, report_url(report_uri))
+        report_uri, result_uri = self._write_reports(context, outcome, data_uri, source)
 
         status = "passed" if outcome.success else ("warned" if self.on_failure == "warn" else "failed")
         summary = validation.summary(
@@ -185,5 +190,5 @@ class ValidateDataOperator(BaseOperator):
         if self.on_failure == "warn":
             self.log.warning("%s\non_failure='warn': the task succeeds. Report: %s", message, report_uri)
             return summary
-        ti.xcom_push(key="return_value", value=summary)
+        context["ti"].xcom_push(key="return_value", value=summary)
         raise AirflowFailException(f"{message}\nReport: {report_uri}")

@@ -15,19 +15,25 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.configuration import conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
+from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
-from mlops_provider.core.data import resolve_uri
+from mlops_provider.core.drift import (
+    DEFAULT_CATEGORICAL_METHOD,
+    DEFAULT_DRIFT_SHARE,
+    DEFAULT_MIN_ROWS,
+    DEFAULT_NUMERIC_METHOD,
+    DEFAULT_REPORT_SAMPLE_ROWS,
+)
+from mlops_provider.hooks.drift import DriftCheckHookMixin
 from mlops_provider.hooks.mlflow import MLflowHook
-from mlops_provider.links.reports import DriftReportLink
-from mlops_provider.operators.drift import DriftCheckMixin
+from mlops_provider.links.reports import DriftReportLink, report_url
 from mlops_provider.triggers.drift import DriftTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class DriftSensor(DriftCheckMixin, BaseSensorOperator):
+class DriftSensor(DriftCheckHookMixin, BaseSensorOperator):
     """
     Wait for data at ``current_uri`` on which a drift check (as :class:`DriftCheckOperator`, same
     arguments) reports drift; returns the check's summary. Each version of the data (its files' paths,
@@ -72,12 +78,12 @@ class DriftSensor(DriftCheckMixin, BaseSensorOperator):
         current_uri: str,
         reference_uri: str | None = None,
         columns: Sequence[str] | None = None,
-        drift_share: float = 0.3,
-        min_rows: int = 200,
-        numeric_method: str = "wasserstein",
-        categorical_method: str = "jensenshannon",
+        drift_share: float = DEFAULT_DRIFT_SHARE,
+        min_rows: int = DEFAULT_MIN_ROWS,
+        numeric_method: str = DEFAULT_NUMERIC_METHOD,
+        categorical_method: str = DEFAULT_CATEGORICAL_METHOD,
         threshold: float | Mapping[str, float] | None = None,
-        report_sample_rows: int = 50_000,
+        report_sample_rows: int = DEFAULT_REPORT_SAMPLE_ROWS,
         reports_uri: str | None = None,
         base_dir: str | None = None,
         data_conn_id: str | None = None,
@@ -106,21 +112,17 @@ class DriftSensor(DriftCheckMixin, BaseSensorOperator):
 
     @property
     def _resolved_current_uri(self) -> str:
-        return resolve_uri(self.current_uri, self.base_dir)
+        return self.hook.data.resolve(self.current_uri)
 
     def _signature(self) -> str | None:
-        from mlops_provider.core.drift import data_signature
-        from mlops_provider.hooks.storage import filesystem_for
-
-        uri = self._resolved_current_uri
-        return data_signature(uri, filesystem_for(uri, self.data_conn_id))
+        """The current data version's signature (through the data hook); ``None`` when there is none."""
+        return self.hook.data.signature(self.current_uri)
 
     def _check(self, context: Context, signature: str) -> dict[str, Any] | None:
         """Run the drift check on this data version; the summary if it drifted, else ``None``."""
-        try:
-            summary, _ = self.run_drift_check(context, self._resolved_current_uri)
-        except ValueError as err:
-            raise AirflowFailException(str(err)) from err
+        summary, _ = self.hook.run(self.drift_check(), self.reports_prefix(context))
+        if summary.get("report_uri"):
+            DriftReportLink.persist(context, report_url(summary["report_uri"]))
         self._checked_signature = signature
         if summary["status"] == "drift":
             return summary
@@ -142,9 +144,9 @@ class DriftSensor(DriftCheckMixin, BaseSensorOperator):
         return PokeReturnValue(is_done=True, xcom_value=summary) if summary else False
 
     def execute(self, context: Context) -> Any:
+        self.drift_check().validate()  # a bad argument fails now, not once data has arrived
         if not self.deferrable:
             return super().execute(context)
-        self.check_drift_arguments()
         deadline = time.time() + float(self.timeout)
         signature = self._signature()
         if signature is not None:

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, conf
 from airflow.sdk.exceptions import AirflowException
 
-from mlops_provider.hooks.mlflow import MLflowHook, MLflowHookMixin
+from mlops_provider.hooks.mlflow import MLflowHookMixin
+from mlops_provider.hooks.registry import MLflowRegistryHook
 from mlops_provider.triggers.registry import ModelAliasTrigger
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ class ModelAliasSensor(MLflowHookMixin, BaseSensorOperator):
 
     template_fields: Sequence[str] = ("model_name", "alias", "from_version", "mlflow_conn_id")
     ui_color = "#f0f0c0"
+    hook_class = MLflowRegistryHook
 
     def __init__(
         self,
@@ -48,7 +50,7 @@ class ModelAliasSensor(MLflowHookMixin, BaseSensorOperator):
         from_version: str | int | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poke_interval: float = 30,
-        mlflow_conn_id: str = MLflowHook.default_conn_name,
+        mlflow_conn_id: str = MLflowRegistryHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
@@ -61,15 +63,7 @@ class ModelAliasSensor(MLflowHookMixin, BaseSensorOperator):
         self._found: str | None = None
 
     def _current(self) -> str | None:
-        from mlflow.exceptions import MlflowException
-
-        from mlops_provider.core.gate import alias_version
-
-        with self.hook.session() as client:
-            try:
-                return alias_version(client, self.model_name, self.alias)
-            except MlflowException as err:
-                raise self.hook.unavailable(err) from err
+        return self.hook.alias_version(self.model_name, self.alias)
 
     def _result(self, version: str) -> dict[str, Any]:
         return {

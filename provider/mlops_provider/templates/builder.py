@@ -10,19 +10,24 @@ from __future__ import annotations
 import logging
 import os
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, BaseOperator, Param, get_parsing_context
+from airflow.sdk import DAG, BaseOperator, get_parsing_context
 from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_provider.core.lineage import config_hash
 from mlops_provider.core.paths import mlops_home
 from mlops_provider.templates import docs
+from mlops_provider.templates.heap import frozen_heap
+from mlops_provider.templates.jinja import macros, safe_template, xcom_value
 from mlops_provider.templates.loader import ConfigProblem, LoadedConfig, load_configs
+from mlops_provider.templates.params import cached_schema_checks, retrain_params
 from mlops_provider.templates.schema import ModelConfig
+
+__all__ = ["INVALID_TAG", "InvalidModelConfigError", "build_dags", "placeholder_dag_id", "safe_template"]
 
 log = logging.getLogger(__name__)
 
@@ -52,42 +57,6 @@ class ReportConfigErrorOperator(BaseOperator):
         raise AirflowFailException(self.message)
 
 
-# ``{{ ds }}`` is undefined for runs triggered from the UI or REST (no logical date): configs may use
-# ds / ds_nodash / logical_date; they are rewritten to macros that fall back to the run's run_after.
-_JINJA_EXPR = re.compile(r"{{(.*?)}}", re.S)
-_FALLBACK_NAMES = {"ds": "mlops_ds()", "ds_nodash": "mlops_ds_nodash()"}
-
-
-def _date_of(context: Any) -> datetime:
-    for key in ("logical_date", "data_interval_end"):
-        value = context.get(key)
-        if value:
-            return value
-    dag_run = context.get("dag_run")
-    return getattr(dag_run, "run_after", None) or datetime.now(UTC)
-
-
-def _macros() -> dict[str, Any]:
-    from jinja2 import pass_context
-
-    return {
-        "mlops_ds": pass_context(lambda ctx: _date_of(ctx).strftime("%Y-%m-%d")),
-        "mlops_ds_nodash": pass_context(lambda ctx: _date_of(ctx).strftime("%Y%m%d")),
-    }
-
-
-def safe_template(value: str) -> str:
-    """Rewrite ``ds``/``ds_nodash`` inside ``{{ }}`` so runs without a logical date render too."""
-
-    def fix(match: re.Match[str]) -> str:
-        body = re.sub(
-            r"(?<![\w.])(ds_nodash|ds)(?![\w(])", lambda m: _FALLBACK_NAMES[m.group(1)], match.group(1)
-        )
-        return "{{" + body + "}}"
-
-    return _JINJA_EXPR.sub(fix, value)
-
-
 def _schedule(cron: str | None) -> Any:
     """A cron expression or preset as a CronTriggerTimetable (UTC); ``@once`` and ``None`` as they are."""
     if cron is None or cron == "@once":
@@ -108,10 +77,6 @@ def _default_args(config: ModelConfig) -> dict[str, Any]:
 
 def _tags(config: ModelConfig, kind: str) -> list[str]:
     return sorted({"mlops", f"model:{config.model.name}", kind, *config.tags})
-
-
-def _xcom(task_id: str, key: str) -> str:
-    return f"{{{{ ti.xcom_pull(task_ids='{task_id}')['{key}'] }}}}"
 
 
 class _Builder:
@@ -141,135 +106,117 @@ class _Builder:
         )
 
     # -- <name>_retrain ------------------------------------------------------------------------
-    def retrain(self) -> DAG:
+    def retrain_schedule(self) -> Any:
+        """The config's cron or the drift asset, whichever comes first; the asset alone without a cron."""
         from airflow.sdk import AssetOrTimeSchedule
 
         from mlops_provider.assets import drift_asset
-        from mlops_provider.operators.evaluation import EvaluateModelOperator
-        from mlops_provider.operators.registry import PromoteModelOperator, RegisterModelOperator
-        from mlops_provider.operators.training import TrainModelOperator
 
-        c = self.config
         asset = drift_asset(self.name)
-        timetable = _schedule(c.schedule)
+        timetable = _schedule(self.config.schedule)
         if timetable is None:
-            schedule: Any = asset
-        elif timetable == "@once":
-            schedule = "@once"
-        else:
-            schedule = AssetOrTimeSchedule(timetable=timetable, assets=asset)
-        train_uri = self.path(c.data.train)
+            return asset
+        if timetable == "@once":
+            return "@once"
+        return AssetOrTimeSchedule(timetable=timetable, assets=asset)
+
+    def retrain(self) -> DAG:
+        c = self.config
         data_uri = (
             "{% if params.training_data %}{{ params.training_data }}{% else %}"
-            + str(train_uri)
+            + str(self.path(c.data.train))
             + "{% endif %}"
         )
         with DAG(
             dag_id=f"{self.name}_retrain",
             description=f"Retrain {self.name}: validate, train, evaluate, register, gated promotion",
-            schedule=schedule,
+            schedule=self.retrain_schedule(),
             catchup=False,
             max_active_runs=1,
             tags=_tags(c, "retrain"),
             default_args=_default_args(c),
             doc_md=docs.retrain_doc(c, str(self.item.path)),
-            user_defined_macros=_macros(),
+            user_defined_macros=macros(),
             render_template_as_native_obj=True,
-            params={
-                "training_data": Param(
-                    None,
-                    type=["null", "string"],
-                    title="Training data override",
-                    description="Path, glob or URI to train on instead of data.train (leave empty for the config's).",
-                ),
-                "skip_vs_champion": Param(
-                    False,
-                    type="boolean",
-                    title="Skip the champion comparison",
-                    description="Forced retrain: the absolute gates still apply; a reason is required.",
-                ),
-                "force_reason": Param(
-                    "",
-                    type="string",
-                    title="Reason for a forced retrain",
-                    description="Recorded on the model version when the champion comparison is skipped.",
-                ),
-                "approval": Param(
-                    c.promotion.approval,
-                    enum=["auto", "manual"],
-                    title="Approval",
-                    description="auto: the gate decides; manual: a person approves in the Airflow UI.",
-                ),
-            },
+            params=retrain_params(c.promotion.approval),
         ) as dag:
             validate = self.validate_task("validate_data", data_uri)
-            train = TrainModelOperator(
-                task_id="train_model",
-                model_name=self.name,
-                data_uri=data_uri,
-                target=c.data.target,
-                features=list(c.data.features) if c.data.features else None,
-                estimator=c.training.estimator,
-                estimator_params=dict(c.training.params),
-                task_type=c.model.task,
-                test_size=c.training.test_size,
-                random_state=c.training.random_state,
-                config_hash=self.hash,
-                validation_result=(
-                    "{{ (ti.xcom_pull(task_ids='validate_data') or {}).get('status', 'not_run') }}"
-                    if validate is not None
-                    else "not_run"
-                ),
-                base_dir=str(self.item.base_dir),
-                data_conn_id=c.data.conn_id,
-                mlflow_conn_id=c.mlflow_conn_id,
-                doc_md=docs.TRAIN,
-                **({"queue": c.training.queue} if c.training.queue else {}),
-            )
-            evaluate = EvaluateModelOperator(
-                task_id="evaluate_model",
-                run_id=_xcom("train_model", "run_id"),
-                task_type=c.model.task,
-                slice_column=c.evaluation.slices.column if c.evaluation.slices else None,
-                primary_metric=c.evaluation.primary_metric,
-                mlflow_conn_id=c.mlflow_conn_id,
-                doc_md=docs.EVALUATE,
-            )
-            register = RegisterModelOperator(
-                task_id="register_model",
-                model_name=self.name,
-                run_id=_xcom("train_model", "run_id"),
-                mlflow_conn_id=c.mlflow_conn_id,
-                doc_md=docs.REGISTER,
-            )
-            promote = PromoteModelOperator(
-                task_id="promote_model",
-                model_name=self.name,
-                version=_xcom("register_model", "version"),
-                task_type=c.model.task,
-                thresholds={m: b.model_dump(exclude_none=True) for m, b in c.evaluation.thresholds.items()},
-                vs_champion={m: d.model_dump() for m, d in c.evaluation.vs_champion.items()},
-                slices=c.evaluation.slices.model_dump() if c.evaluation.slices else None,
-                first_run=c.evaluation.first_run,
-                alias=c.promotion.alias,
-                approval="{{ params.approval }}",
-                skip_vs_champion="{{ params.skip_vs_champion }}",
-                force_reason="{{ params.force_reason }}",
-                on_refuse=c.promotion.on_refuse,
-                mlflow_conn_id=c.mlflow_conn_id,
-                retries=0,
-                doc_md=docs.PROMOTE,
-            )
-            chain = [
-                *([validate] if validate is not None else []),
-                train,
-                evaluate,
-                register,
-                promote,
-            ]
+            chain = [*([validate] if validate is not None else []), *self.retrain_tasks(data_uri, validate)]
             for upstream, downstream in pairwise(chain):
                 upstream >> downstream
         return dag
+
+    def retrain_tasks(self, data_uri: str, validate: BaseOperator | None) -> list[BaseOperator]:
+        """Train, evaluate, register and promote (in the DAG being built)."""
+        from mlops_provider.operators.evaluation import EvaluateModelOperator
+        from mlops_provider.operators.registry import RegisterModelOperator
+        from mlops_provider.operators.training import TrainModelOperator
+
+        c = self.config
+        validation_result = (
+            "{{ (ti.xcom_pull(task_ids='validate_data') or {}).get('status', 'not_run') }}"
+            if validate is not None
+            else "not_run"
+        )
+        train = TrainModelOperator(
+            task_id="train_model",
+            model_name=self.name,
+            data_uri=data_uri,
+            target=c.data.target,
+            features=list(c.data.features) if c.data.features else None,
+            estimator=c.training.estimator,
+            estimator_params=dict(c.training.params),
+            task_type=c.model.task,
+            test_size=c.training.test_size,
+            random_state=c.training.random_state,
+            config_hash=self.hash,
+            validation_result=validation_result,
+            base_dir=str(self.item.base_dir),
+            data_conn_id=c.data.conn_id,
+            mlflow_conn_id=c.mlflow_conn_id,
+            doc_md=docs.TRAIN,
+            **({"queue": c.training.queue} if c.training.queue else {}),
+        )
+        evaluate = EvaluateModelOperator(
+            task_id="evaluate_model",
+            run_id=xcom_value("train_model", "run_id"),
+            task_type=c.model.task,
+            slice_column=c.evaluation.slices.column if c.evaluation.slices else None,
+            primary_metric=c.evaluation.primary_metric,
+            mlflow_conn_id=c.mlflow_conn_id,
+            doc_md=docs.EVALUATE,
+        )
+        register = RegisterModelOperator(
+            task_id="register_model",
+            model_name=self.name,
+            run_id=xcom_value("train_model", "run_id"),
+            mlflow_conn_id=c.mlflow_conn_id,
+            doc_md=docs.REGISTER,
+        )
+        return [train, evaluate, register, self.promote_task()]
+
+    def promote_task(self) -> BaseOperator:
+        from mlops_provider.operators.registry import PromoteModelOperator
+
+        c = self.config
+        return PromoteModelOperator(
+            task_id="promote_model",
+            model_name=self.name,
+            version=xcom_value("register_model", "version"),
+            task_type=c.model.task,
+            thresholds={m: b.model_dump(exclude_none=True) for m, b in c.evaluation.thresholds.items()},
+            vs_champion={m: d.model_dump() for m, d in c.evaluation.vs_champion.items()},
+            slices=c.evaluation.slices.model_dump() if c.evaluation.slices else None,
+            first_run=c.evaluation.first_run,
+            alias=c.promotion.alias,
+            approval="{{ params.approval }}",
+            skip_vs_champion="{{ params.skip_vs_champion }}",
+            force_reason="{{ params.force_reason }}",
+            on_refuse=c.promotion.on_refuse,
+            mlflow_conn_id=c.mlflow_conn_id,
+            retries=0,
+            doc_md=docs.PROMOTE,
+        )
 
     # -- <name>_drift_monitor ------------------------------------------------------------------
     def drift_monitor(self) -> DAG | None:
@@ -288,7 +235,7 @@ class _Builder:
             tags=_tags(c, "drift"),
             default_args=_default_args(c),
             doc_md=docs.drift_doc(c, str(self.item.path)),
-            user_defined_macros=_macros(),
+            user_defined_macros=macros(),
         ) as dag:
             validate = self.validate_task("validate_current", str(current))
             check = DriftCheckOperator(
@@ -330,7 +277,7 @@ class _Builder:
             tags=_tags(c, "scoring"),
             default_args=_default_args(c),
             doc_md=docs.score_doc(c, str(self.item.path)),
-            user_defined_macros=_macros(),
+            user_defined_macros=macros(),
         ) as dag:
             current = str(self.path(c.data.current))
             validate = self.validate_task("validate_current", current)
@@ -404,13 +351,19 @@ def build_dags(
         (only_dag_id.removesuffix(s) for s in DAG_SUFFIXES if only_dag_id and only_dag_id.endswith(s)),
         None,
     )
-    items = load_configs(config_dir, mentioning=model_name)
-    bad = [item for item in items if not item.ok]
-    for item in bad:
-        for problem in item.problems:
-            log.error("Invalid model config: %s", problem)
-    if strict and bad:
-        raise InvalidModelConfigError([p for item in bad for p in item.problems])
+    with frozen_heap():  # loading and building allocate a lot: see templates.heap
+        items = load_configs(config_dir, mentioning=model_name)
+        bad = [item for item in items if not item.ok]
+        for item in bad:
+            for problem in item.problems:
+                log.error("Invalid model config: %s", problem)
+        if strict and bad:
+            raise InvalidModelConfigError([p for item in bad for p in item.problems])
+        with cached_schema_checks():  # Airflow validates each retrain DAG's Params: see templates.params
+            return _build(items, only_dag_id)
+
+
+def _build(items: list[LoadedConfig], only_dag_id: str | None) -> list[DAG]:
     dags: list[DAG] = []
     for item in items:
         if not item.ok:

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-CLASSIFICATION_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "log_loss")
-REGRESSION_METRICS = ("rmse", "mae", "r2")
-LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
-MetricName = Literal[
-    "accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "log_loss", "rmse", "mae", "r2"
-]
+# The vocabulary and defaults are core's (light modules: no numpy/pandas at import).
+from mlops_provider.core.drift import (
+    DEFAULT_CATEGORICAL_METHOD,
+    DEFAULT_DRIFT_SHARE,
+    DEFAULT_MIN_ROWS,
+    DEFAULT_NUMERIC_METHOD,
+)
+from mlops_provider.core.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+
+if TYPE_CHECKING:
+    MetricName: TypeAlias = str
+else:  # a Literal for pydantic (and the JSON schema's enum), built from core's tuples: they never drift
+    MetricName = Literal.__getitem__(CLASSIFICATION_METRICS + REGRESSION_METRICS)
+NumericMethod: TypeAlias = Literal["wasserstein", "ks"]
+CategoricalMethod: TypeAlias = Literal["jensenshannon", "chisquare"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$"
 CRON_PRESETS = frozenset(
     {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight"}
@@ -150,12 +159,14 @@ class PromotionSection(_Section):
 class DriftSection(_Section):
     schedule: str | None = Field("@daily", description="When the drift monitor runs (cron or preset).")
     drift_share: float = Field(
-        0.3, gt=0, le=1, description="Share of drifted columns that means dataset drift."
+        DEFAULT_DRIFT_SHARE, gt=0, le=1, description="Share of drifted columns that means dataset drift."
     )
-    min_rows: int = Field(200, ge=1, description="Fewer rows: insufficient_data, never drift.")
-    numeric_method: Literal["wasserstein", "ks"] = Field("wasserstein", description="Pinned numeric method.")
-    categorical_method: Literal["jensenshannon", "chisquare"] = Field(
-        "jensenshannon", description="Pinned categorical method."
+    min_rows: int = Field(DEFAULT_MIN_ROWS, ge=1, description="Fewer rows: insufficient_data, never drift.")
+    numeric_method: NumericMethod = Field(
+        cast(NumericMethod, DEFAULT_NUMERIC_METHOD), description="Pinned numeric method."
+    )
+    categorical_method: CategoricalMethod = Field(
+        cast(CategoricalMethod, DEFAULT_CATEGORICAL_METHOD), description="Pinned categorical method."
     )
     threshold: float | None = Field(None, gt=0, description="Per-column threshold (default: the method's).")
 

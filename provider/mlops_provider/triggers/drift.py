@@ -15,6 +15,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from mlops_provider.hooks.data import DataHook
+
 
 class DriftTrigger(BaseTrigger):
     """
@@ -60,10 +62,7 @@ class DriftTrigger(BaseTrigger):
         )
 
     def _signature(self) -> str | None:
-        from mlops_provider.core.drift import data_signature
-        from mlops_provider.hooks.storage import filesystem_for
-
-        return data_signature(self.current_uri, filesystem_for(self.current_uri, self.data_conn_id))
+        return DataHook(conn_id=self.data_conn_id).signature(self.current_uri)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         while True:

@@ -13,12 +13,9 @@ MAX_CONSECUTIVE_ERRORS = 5
 
 def read_alias(mlflow_conn_id: str, model_name: str, alias: str) -> str | None:
     """Blocking: the version ``model_name@alias`` points at, ``None`` when the alias does not exist."""
-    from mlops_provider.core.gate import alias_version
-    from mlops_provider.hooks.mlflow import MLflowHook
+    from mlops_provider.hooks.registry import MLflowRegistryHook
 
-    hook = MLflowHook(mlflow_conn_id=mlflow_conn_id)
-    with hook.session() as client:
-        return alias_version(client, model_name, alias)
+    return MLflowRegistryHook(mlflow_conn_id=mlflow_conn_id).alias_version(model_name, alias)
 
 
 class ModelAliasTrigger(BaseTrigger):

@@ -11,8 +11,9 @@ from palmerpenguins import load_penguins
 from vega_datasets import data as vega
 
 from mlops_provider.core import drift
-from mlops_provider.core.drift import compute_drift, data_signature, report_frames
-from mlops_provider.exceptions import DataError
+from mlops_provider.core.data import data_signature
+from mlops_provider.core.drift import compute_drift, report_frames
+from mlops_provider.core.errors import DataError
 
 WEATHER_FEATURES = ["precipitation", "temp_max", "temp_min", "wind", "weather"]
 PENGUIN_NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"]

@@ -15,7 +15,6 @@ from mlops_provider.core.gate import (
     decision_tags,
     evaluate_gates,
     history_entry,
-    is_missing_alias,
     validate_config,
 )
 
@@ -147,18 +146,3 @@ def test_decision_tags_are_strings():
         "threshold": 0.5,
         "passed": False,
     }
-
-
-def test_missing_alias_detection_is_narrow():
-    from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
-
-    assert is_missing_alias(
-        MlflowException("Registered model alias champion not found.", error_code=INVALID_PARAMETER_VALUE)
-    )
-    assert is_missing_alias(
-        MlflowException("Registered Model with name=x not found", error_code=RESOURCE_DOES_NOT_EXIST)
-    )
-    assert not is_missing_alias(MlflowException("database is locked", error_code=INTERNAL_ERROR))
-    assert not is_missing_alias(MlflowException("bad alias name", error_code=INVALID_PARAMETER_VALUE))
-    assert not is_missing_alias(ConnectionError("alias not found"))

@@ -13,7 +13,7 @@ import pytest
 
 from mlops_provider.core import validation as v
 from mlops_provider.core.data import read_frame
-from mlops_provider.exceptions import DataError
+from mlops_provider.core.errors import DataError
 
 SPECIES = ["Adelie", "Chinstrap", "Gentoo"]
 ISLANDS = ["Biscoe", "Dream", "Torgersen"]

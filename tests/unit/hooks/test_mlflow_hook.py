@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import pytest
 
 from mlops_provider.exceptions import MLflowConfigError, MLflowUnavailableError
-from mlops_provider.hooks.mlflow import (
+from mlops_provider.hooks.mlflow import MLflowHook
+from mlops_provider.hooks.mlflow_settings import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT_S,
-    MLflowHook,
     redact_uri,
     scoped_environ,
 )
@@ -101,8 +101,9 @@ def test_session_scopes_credentials_and_real_store_answers(monkeypatch, tmp_path
     with hook.session() as client:
         assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "pw-123"
         assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
-        experiment_id = hook.ensure_experiment(client, "exp")
-        assert hook.ensure_experiment(client, "exp") == experiment_id
+        experiment_id = hook.ensure_experiment("exp")
+        assert hook.ensure_experiment("exp") == experiment_id
+        assert client.get_experiment(experiment_id).name == "exp"
     after = dict(os.environ)
     assert after == before
     ok, message = hook.test_connection()

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mlops_provider.core.drift import data_signature
+from mlops_provider.core.data import data_signature
+from mlops_provider.exceptions import DataUnavailableError
+from mlops_provider.hooks.data import DataHook
 from mlops_provider.triggers.drift import DriftTrigger
 
 
@@ -87,3 +89,22 @@ def test_reports_an_unexpected_listing_error(tmp_path: Path, monkeypatch: pytest
     event = asyncio.run(_first_event(DriftTrigger(current_uri=str(tmp_path / "x.csv"), poke_interval=0.05)))
     assert event.payload["status"] == "error"
     assert "PermissionError: denied" in event.payload["message"]
+
+
+def test_listing_goes_through_the_data_hook_with_its_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    seen = []
+
+    def unreachable(self, uri):  # fault injection: object storage times out
+        seen.append((self.conn_id, uri))
+        raise DataUnavailableError(f"{uri}: cannot list (TimeoutError)")
+
+    monkeypatch.setattr(DataHook, "signature", unreachable)
+    uri = str(tmp_path / "x.csv")
+    event = asyncio.run(
+        _first_event(DriftTrigger(current_uri=uri, data_conn_id="aws_default", poke_interval=0.05))
+    )
+    assert seen == [("aws_default", uri)]
+    assert event.payload["status"] == "error"
+    assert "DataUnavailableError" in event.payload["message"]

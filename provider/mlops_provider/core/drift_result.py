@@ -1,0 +1,93 @@
+"""The result of a drift check: each column's drift and the dataset decision, with the small JSON summary
+that goes to XCom. No Airflow. Computed by :func:`mlops_provider.core.drift.compute_drift`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class ColumnDrift:
+    """The drift of one column."""
+
+    column: str
+    kind: str
+    method: str | None
+    threshold: float | None
+    score: float | None
+    drifted: bool
+    status: str
+    n_reference: int
+    n_current: int
+    reason: str | None = None
+    bucketed: bool = False
+
+    def brief(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "score": None if self.score is None else round(self.score, 6),
+            "method": self.method,
+            "drifted": self.drifted,
+            "status": self.status,
+        }
+        if self.reason:
+            out["reason"] = self.reason
+        if self.bucketed:
+            out["bucketed"] = True
+        return out
+
+
+@dataclass
+class DriftResult:
+    """The drift of a dataset: the decision and every column's result."""
+
+    status: str
+    drift_share: float | None
+    threshold_share: float
+    n_reference: int
+    n_current: int
+    min_rows: int
+    numeric_method: str
+    categorical_method: str
+    columns: list[ColumnDrift] = field(default_factory=list)
+    reason: str | None = None
+
+    @property
+    def drifted_columns(self) -> list[str]:
+        return [c.column for c in self.columns if c.status == "drift"]
+
+    @property
+    def evaluated_columns(self) -> list[str]:
+        return [c.column for c in self.columns if c.status in ("drift", "no_drift")]
+
+    def column(self, name: str) -> ColumnDrift:
+        for col in self.columns:
+            if col.column == name:
+                return col
+        raise KeyError(name)
+
+    def summary(self, max_columns: int = 100) -> dict[str, Any]:
+        """A small JSON-able summary; at most ``max_columns`` columns, drifted ones first."""
+        ordered = sorted(self.columns, key=lambda c: (c.status != "drift", c.column))
+        shown = ordered[:max_columns]
+        out: dict[str, Any] = {
+            "status": self.status,
+            "drift_share": None if self.drift_share is None else round(self.drift_share, 6),
+            "threshold_share": self.threshold_share,
+            "drifted_columns": self.drifted_columns[:max_columns],
+            "n_evaluated": len(self.evaluated_columns),
+            "columns": {c.column: c.brief() for c in shown},
+            "n_reference": self.n_reference,
+            "n_current": self.n_current,
+            "numeric_method": self.numeric_method,
+            "categorical_method": self.categorical_method,
+        }
+        if len(ordered) > max_columns:
+            out["columns_truncated"] = len(ordered) - max_columns
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "drifted_columns": self.drifted_columns}

@@ -1,0 +1,90 @@
+"""The self-contained HTML page of a validation (inline CSS, no scripts, no network)."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlops_provider.core.validation import FailedExpectation, ValidationOutcome
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1f2328;background:#f6f8fa}
+main{max-width:1100px;margin:0 auto;padding:24px}
+h1{font-size:22px;margin:0 0 4px}
+.meta{color:#57606a;margin:0 0 16px}
+.badge{display:inline-block;padding:2px 10px;border-radius:12px;font-weight:600;color:#fff}
+.ok{background:#1a7f37}.bad{background:#cf222e}
+.cards{display:flex;gap:12px;margin:16px 0;flex-wrap:wrap}
+.card{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:10px 16px;min-width:120px}
+.card b{display:block;font-size:20px}
+table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #d0d7de}
+th,td{text-align:left;padding:6px 8px;border-top:1px solid #d0d7de;vertical-align:top}
+th{background:#f0f3f6}
+tr.fail td:first-child{border-left:4px solid #cf222e}tr.pass td:first-child{border-left:4px solid #1a7f37}
+code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;word-break:break-word}
+.err{color:#cf222e}
+dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px;background:#fff;border:1px solid #d0d7de;padding:10px 16px;border-radius:6px}
+dt{color:#57606a}dd{margin:0}
+"""
+
+
+def _esc(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        value = json.dumps(value, default=str)
+    return html.escape(value)
+
+
+def render_html(outcome: ValidationOutcome, data_uri: str, source: str, title: str | None = None) -> bytes:
+    """A self-contained HTML page (inline CSS, no scripts, no network) describing the validation."""
+    ok = outcome.success
+    rows_html = []
+    ordered = sorted(outcome.details, key=lambda d: d["success"])  # failures first
+    for d in ordered:
+        f: FailedExpectation = d["failure"]
+        if d["success"]:
+            finding = "passed"
+        elif f.error:
+            finding = f'<span class="err">{_esc(f.error)}</span>'
+        else:
+            parts = []
+            if f.unexpected_count is not None:
+                parts.append(f"{f.unexpected_count} unexpected value(s)")
+            if f.unexpected_values:
+                parts.append(f"e.g. <code>{_esc(f.unexpected_values)}</code>")
+            if f.observed_value is not None:
+                parts.append(f"observed <code>{_esc(f.observed_value)}</code>")
+            finding = ", ".join(parts) or "failed"
+        rows_html.append(
+            f'<tr class="{"pass" if d["success"] else "fail"}"><td>{"pass" if d["success"] else "FAIL"}</td>'
+            f"<td><code>{_esc(f.type)}</code></td><td>{_esc(f.column)}</td>"
+            f"<td><code>{_esc(d['kwargs'])}</code></td><td>{finding}</td></tr>"
+        )
+    error = f'<p class="err"><b>{_esc(outcome.error)}</b></p>' if outcome.error else ""
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1">
+<title>{_esc(title or f"Validation: {outcome.suite_name}")}</title>
+<style>{_CSS}</style></head>
+<body><main>
+<h1>Data validation <span class="badge {"ok" if ok else "bad"}">{"PASSED" if ok else "FAILED"}</span></h1>
+<p class="meta">Great Expectations {_esc(outcome.gx_version)} &middot; validated {_esc(outcome.started_at)} UTC
+ in {outcome.duration_s:.2f} s</p>
+<dl><dt>Suite</dt><dd><code>{_esc(outcome.suite_name)}</code> ({_esc(source)})</dd>
+<dt>Data</dt><dd><code>{_esc(data_uri)}</code></dd>
+<dt>Columns</dt><dd><code>{_esc(", ".join(outcome.columns))}</code></dd></dl>
+{error}
+<div class="cards"><div class="card">Rows<b>{outcome.rows}</b></div>
+<div class="card">Expectations<b>{outcome.evaluated}</b></div>
+<div class="card">Failed<b>{len(outcome.failed)}</b></div>
+<div class="card">Passed<b>{outcome.evaluated - len(outcome.failed)}</b></div></div>
+<table><thead><tr><th></th><th>Expectation</th><th>Column</th><th>Arguments</th><th>Finding</th></tr></thead>
+<tbody>
+{"".join(rows_html)}
+</tbody></table>
+</main></body></html>
+"""
+    return page.encode()

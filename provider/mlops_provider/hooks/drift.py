@@ -1,0 +1,280 @@
+"""The drift check shared by :class:`~mlops_provider.operators.drift.DriftCheckOperator` and
+:class:`~mlops_provider.sensors.drift.DriftSensor`.
+
+One check: find the reference (``reference_uri``, else the champion's training data through its lineage
+tags in the registry), read both frames through :class:`~mlops_provider.hooks.data.DataHook`, decide with
+:func:`mlops_provider.core.drift.compute_drift` on all rows, write Evidently's report
+(:class:`~mlops_provider.hooks.evidently.EvidentlyHook`) and the full result under the task's report
+prefix, and return the small summary that goes to XCom. A failing report never hides the decision.
+
+Outcomes: a bad argument or a schema mismatch fails the task without retry; no champion and no
+``reference_uri`` skips it; unreachable MLflow or storage leaves the retry to Airflow.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from mlops_provider.core import lineage
+from mlops_provider.core.drift import (
+    DEFAULT_CATEGORICAL_METHOD,
+    DEFAULT_DRIFT_SHARE,
+    DEFAULT_MIN_ROWS,
+    DEFAULT_NUMERIC_METHOD,
+    DEFAULT_REPORT_SAMPLE_ROWS,
+    check_task_arguments,
+    compute_drift,
+)
+from mlops_provider.core.paths import reports_root, run_prefix
+from mlops_provider.exceptions import airflow_errors
+from mlops_provider.hooks.data import DataHook
+from mlops_provider.hooks.evidently import REPORT_HTML, REPORT_JSON, EvidentlyHook
+from mlops_provider.hooks.mlflow import MLflowHook
+from mlops_provider.hooks.registry import CHAMPION_ALIAS, Champion, MLflowRegistryHook
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from airflow.sdk import Context
+
+    from mlops_provider.core.drift import DriftResult
+
+SUMMARY_JSON = "drift_summary.json"
+MAX_SUMMARY_COLUMNS = 100
+
+
+@dataclass(frozen=True)
+class DriftCheck:
+    """What to compare and how: a drift task's (rendered) arguments."""
+
+    model_name: str
+    current_uri: str
+    reference_uri: str | None = None
+    columns: Sequence[str] | None = None
+    drift_share: float = DEFAULT_DRIFT_SHARE
+    min_rows: int = DEFAULT_MIN_ROWS
+    numeric_method: str = DEFAULT_NUMERIC_METHOD
+    categorical_method: str = DEFAULT_CATEGORICAL_METHOD
+    threshold: float | Mapping[str, float] | None = None
+    report_sample_rows: int = DEFAULT_REPORT_SAMPLE_ROWS
+
+    def validate(self) -> None:
+        """Fail the task (:class:`~mlops_provider.exceptions.InvalidInputError`, no retry) naming a bad argument."""
+        with airflow_errors():
+            check_task_arguments(
+                model_name=self.model_name,
+                current_uri=self.current_uri,
+                report_sample_rows=self.report_sample_rows,
+                drift_share=self.drift_share,
+                min_rows=self.min_rows,
+                numeric_method=self.numeric_method,
+                categorical_method=self.categorical_method,
+                threshold=self.threshold,
+            )
+
+
+class DriftCheckHook(BaseHook):
+    """
+    Runs a :class:`DriftCheck` (see the module docstring).
+
+    :param mlflow_conn_id: MLflow connection, for the champion's lineage (only used without
+        ``reference_uri`` or ``columns``)
+    :param data_conn_id: Airflow connection for remote data and reports
+    :param base_dir: folder relative data paths resolve against (report prefixes are used as given)
+    """
+
+    hook_name = "MLOps drift check"
+
+    def __init__(
+        self,
+        *,
+        mlflow_conn_id: str = MLflowHook.default_conn_name,
+        data_conn_id: str | None = None,
+        base_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.mlflow_conn_id = mlflow_conn_id
+        self.data = DataHook(conn_id=data_conn_id, base_dir=base_dir)
+        self.reports = DataHook(conn_id=data_conn_id)
+        self.evidently = EvidentlyHook()
+
+    @cached_property
+    def registry(self) -> MLflowRegistryHook:
+        return MLflowRegistryHook(mlflow_conn_id=self.mlflow_conn_id)
+
+    # -- the reference -------------------------------------------------------------------------
+    def resolve_reference(self, check: DriftCheck) -> tuple[str, Champion | None]:
+        """The reference URI (resolved) and the champion; skips the task when there is neither."""
+        champion = None
+        if check.reference_uri is None or check.columns is None:
+            champion = self.registry.champion(check.model_name)
+        if check.reference_uri:
+            return self.data.resolve(check.reference_uri), champion
+        if champion is None:
+            raise AirflowSkipException(
+                f"nothing to compare with: model {check.model_name!r} has no @{CHAMPION_ALIAS} version in "
+                f"MLflow at {self.registry.describe()} and no reference_uri was given"
+            )
+        if not champion.training_data_uri:
+            raise AirflowFailException(
+                f"champion version {champion.version} of {check.model_name!r} has no "
+                f"{lineage.TRAINING_DATA_URI!r} tag (on the version or its run): pass reference_uri"
+            )
+        return self.data.resolve(champion.training_data_uri), champion
+
+    def reference_changed(
+        self, check: DriftCheck, reference: pd.DataFrame, champion: Champion | None
+    ) -> bool:
+        """Whether the champion's training data (read back from its lineage URI) changed since training."""
+        if check.reference_uri or champion is None or not champion.training_data_fingerprint:
+            return False
+        changed = self.data.fingerprint(reference) != champion.training_data_fingerprint
+        if changed:
+            self.log.warning(
+                "The champion's training data at %s changed since version %s was trained (fingerprint "
+                "differs): drift is measured against that data as it is now",
+                champion.training_data_uri,
+                champion.version,
+            )
+        return changed
+
+    # -- the check -----------------------------------------------------------------------------
+    def run(self, check: DriftCheck, reports_prefix: str) -> tuple[dict[str, Any], DriftResult]:
+        """Validate, read both frames, decide on all rows, write the report under ``reports_prefix``;
+        the XCom summary and the full result."""
+        check.validate()
+        reference_uri, champion = self.resolve_reference(check)
+        current_uri = self.data.resolve(check.current_uri)
+        reference = self.data.read_frame(reference_uri)
+        current = self.data.read_frame(current_uri)
+        reference_changed = self.reference_changed(check, reference, champion)
+        columns = (
+            list(check.columns) if check.columns is not None else (champion.features if champion else None)
+        )
+        with airflow_errors():
+            result = compute_drift(
+                reference,
+                current,
+                columns,
+                drift_share=check.drift_share,
+                min_rows=check.min_rows,
+                numeric_method=check.numeric_method,
+                categorical_method=check.categorical_method,
+                threshold=check.threshold,
+                target=champion.target if champion else None,
+                reference_uri=reference_uri,
+                current_uri=current_uri,
+            )
+        summary = result.summary(MAX_SUMMARY_COLUMNS)
+        summary.update(
+            reference_uri=reference_uri,
+            current_uri=current_uri,
+            champion_version=champion.version if champion else None,
+            reference_changed_since_training=reference_changed,
+            report_uri=None,
+        )
+        self.log.info(
+            "Drift check of %s vs %s: %s (drifted share %s, threshold %s; drifted: %s)",
+            current_uri,
+            reference_uri,
+            result.status,
+            summary["drift_share"],
+            result.threshold_share,
+            ", ".join(result.drifted_columns) or "none",
+        )
+        summary.update(self.write_report(check, reference, current, result, summary, reports_prefix))
+        return summary, result
+
+    def write_report(
+        self,
+        check: DriftCheck,
+        reference: pd.DataFrame,
+        current: pd.DataFrame,
+        result: DriftResult,
+        summary: dict[str, Any],
+        prefix: str,
+    ) -> dict[str, Any]:
+        """Write Evidently's HTML + JSON and the full result; the URIs (and any report error) to add to
+        the summary. A report Evidently cannot build is logged and noted; the decision stands."""
+        out: dict[str, Any] = {}
+        full = {
+            **result.to_dict(),
+            **{k: summary[k] for k in ("reference_uri", "current_uri", "champion_version")},
+        }
+        try:
+            rendered = self.evidently.drift_report(
+                reference,
+                current,
+                result,
+                model_name=check.model_name,
+                reference_uri=summary["reference_uri"],
+                current_uri=summary["current_uri"],
+                sample_rows=check.report_sample_rows,
+            )
+        except Exception as err:  # Evidently failing on odd data must not hide the decision
+            self.log.exception("The Evidently report could not be built; the decision stands")
+            out["report_error"] = f"{type(err).__name__}: {str(err)[:300]}"
+            rendered = None
+        if rendered is not None:
+            out["report_uri"] = self.reports.write_bytes(rendered.html, f"{prefix}/{REPORT_HTML}")
+            out["report_json_uri"] = self.reports.write_bytes(
+                rendered.snapshot_json, f"{prefix}/{REPORT_JSON}"
+            )
+            if rendered.sample_note:
+                out["report_sample"] = rendered.sample_note
+            full["report_sample"] = rendered.sample_note
+        full["report_error"] = out.get("report_error")
+        payload = json.dumps(full, indent=2, default=str).encode()
+        out["summary_uri"] = self.reports.write_bytes(payload, f"{prefix}/{SUMMARY_JSON}")
+        return out
+
+
+class DriftCheckHookMixin:
+    """For the drift operator and sensor: the :class:`DriftCheck` their (rendered) fields describe, the
+    :class:`DriftCheckHook` built on first use, and the task's report prefix."""
+
+    model_name: str
+    current_uri: str
+    reference_uri: str | None
+    columns: Sequence[str] | None
+    drift_share: float
+    min_rows: int
+    numeric_method: str
+    categorical_method: str
+    threshold: float | Mapping[str, float] | None
+    report_sample_rows: int
+    reports_uri: str | None
+    base_dir: str | None
+    data_conn_id: str | None
+    mlflow_conn_id: str
+
+    @cached_property
+    def hook(self) -> DriftCheckHook:
+        return DriftCheckHook(
+            mlflow_conn_id=self.mlflow_conn_id, data_conn_id=self.data_conn_id, base_dir=self.base_dir
+        )
+
+    def drift_check(self) -> DriftCheck:
+        return DriftCheck(
+            model_name=self.model_name,
+            current_uri=self.current_uri,
+            reference_uri=self.reference_uri,
+            columns=self.columns,
+            drift_share=self.drift_share,
+            min_rows=self.min_rows,
+            numeric_method=self.numeric_method,
+            categorical_method=self.categorical_method,
+            threshold=self.threshold,
+            report_sample_rows=self.report_sample_rows,
+        )
+
+    def reports_prefix(self, context: Context) -> str:
+        """``<reports root>/<dag_id>/<run_id>/<task_id>``."""
+        ti = context["ti"]
+        return run_prefix(self.reports_uri or reports_root(), ti.dag_id, ti.run_id, ti.task_id)

@@ -1,0 +1,294 @@
+"""MLflow runs, artifacts and models: the training run and its lineage, the holdout, the evaluation
+record, and every model log and load the provider makes.
+
+Models are logged with skops (no arbitrary code at load) and the types the model needs marked trusted;
+cloudpickle only for models skops cannot serialise. Requirements are pinned from this environment
+(inferring them costs seconds per model).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mlops_provider.core import lineage
+from mlops_provider.exceptions import MLflowRequestError
+from mlops_provider.hooks.mlflow import REFUSED_CODES, MLflowHook, error_code, is_mlflow_error
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MODEL_ARTIFACT = "model"
+METRIC_PREFIX = "holdout_"
+IMPORTANCE_ARTIFACT = "evaluation/permutation_importance.json"
+SLICES_ARTIFACT = "evaluation/slice_metrics.json"
+# Written last by EvaluateModelOperator; PromoteModelOperator reuses the challenger's numbers from it.
+HOLDOUT_RECORD_ARTIFACT = "evaluation/holdout_metrics.json"
+COMPLETE_TAG = "mlops.complete"
+# Distributions a logged sklearn model needs at load time; versions are read from this environment.
+_PIP_DISTRIBUTIONS = ("scikit-learn", "pandas", "numpy", "scipy", "skops", "cloudpickle")
+
+
+@dataclass
+class RunLineage:
+    """What a training run recorded about its inputs (its mlops.* tags)."""
+
+    run_id: str
+    features: list[str]
+    target: str
+    task_type: str | None
+    experiment_id: str = ""
+    complete: bool = False
+
+
+@dataclass
+class TrainingRunLog:
+    """Everything a training run logs: the fitted model and what describes it."""
+
+    experiment_id: str
+    run_name: str
+    tags: Mapping[str, str]
+    params: Mapping[str, Any]
+    metrics: Mapping[str, float]
+    model: Any
+    input_example: Any
+    holdout: Any
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements of a logged sklearn model (never inferred by MLflow: that costs seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for dist in _PIP_DISTRIBUTIONS:
+        try:
+            pins.append(f"{dist}=={version(dist)}")
+        except PackageNotFoundError:
+            continue
+    return pins
+
+
+@contextmanager
+def quiet_serialization() -> Iterator[None]:
+    """
+    skops looks functions up by scanning every loaded module; Airflow's deprecated-attribute shims
+    answer with a warning each (over 1000 lines per model in a task log). Silence them for the block.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def serialization_options(model: Any) -> dict[str, Any]:
+    """skops with the types this very model needs marked trusted; cloudpickle when skops refuses."""
+    try:
+        import skops.io as sio
+
+        with quiet_serialization():
+            trusted = sio.get_untrusted_types(data=sio.dumps(model))
+        return {"serialization_format": "skops", "skops_trusted_types": trusted}
+    except Exception:  # skops refuses some estimators: fall back explicitly
+        return {"serialization_format": "cloudpickle"}
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+class MLflowModelHook(MLflowHook):
+    """Runs, artifacts and models (see the module docstring); every call translated by ``errors``."""
+
+    # -- runs ----------------------------------------------------------------------------------
+    def get_run(self, run_id: str) -> Any:
+        """The run; an unknown id fails the task naming it."""
+        with self.client(f"reading run {run_id}") as client:
+            try:
+                return client.get_run(run_id)
+            except Exception as err:
+                if error_code(err) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                    raise MLflowRequestError(f"MLflow run {run_id!r} does not exist") from None
+                raise
+
+    def run_lineage(self, run_id: str) -> RunLineage:
+        """The lineage tags of a run logged by TrainModelOperator; fails naming the run otherwise."""
+        run = self.get_run(run_id)
+        tags = run.data.tags
+        try:
+            features = json.loads(tags[lineage.FEATURES])
+            target = tags[lineage.TARGET]
+        except (KeyError, ValueError):
+            raise MLflowRequestError(
+                f"MLflow run {run_id} has no lineage tags {lineage.FEATURES!r}/{lineage.TARGET!r}: "
+                "it was not logged by TrainModelOperator"
+            ) from None
+        return RunLineage(
+            run_id=run_id,
+            features=list(features),
+            target=target,
+            task_type=tags.get(lineage.TASK_TYPE),
+            experiment_id=run.info.experiment_id,
+            complete=tags.get(COMPLETE_TAG) == "true",
+        )
+
+    def runs_of_task(self, experiment_id: str, identity: Mapping[str, str]) -> list[Any]:
+        """Runs a task instance (dag id, dag run id, task id) logged, oldest first."""
+        query = " and ".join(
+            f"tags.`{key}` = '{_quote(value)}'"
+            for key, value in (
+                (lineage.DAG_ID, identity["dag_id"]),
+                (lineage.RUN_ID, identity["dag_run_id"]),
+                (lineage.TASK_ID, identity["task_id"]),
+            )
+        )
+        with self.client("searching earlier runs of this task") as client:
+            return list(
+                client.search_runs(
+                    [experiment_id], query, max_results=100, order_by=["attributes.start_time ASC"]
+                )
+            )
+
+    def end_run(self, run_id: str, status: str) -> None:
+        """Mark a run terminated with ``status`` (``KILLED``, ``FAILED``, ``FINISHED``)."""
+        with self.client(f"ending run {run_id}") as client:
+            client.set_terminated(run_id, status)
+
+    def artifact_uri(self, run_id: str) -> str:
+        return str(self.get_run(run_id).info.artifact_uri)
+
+    def log_training_run(self, log: TrainingRunLog) -> str:
+        """Log params, metrics, the model (with signature and input example) and the holdout; the run id."""
+        import mlflow
+        from mlflow.models import infer_signature
+
+        with self.session(), self.errors("logging the training run"):
+            signature = infer_signature(log.input_example, log.model.predict(log.input_example))
+            with mlflow.start_run(
+                experiment_id=log.experiment_id, run_name=log.run_name, tags=dict(log.tags)
+            ) as run:
+                mlflow.log_params(dict(log.params))
+                mlflow.log_metrics(dict(log.metrics))
+                with quiet_serialization():
+                    mlflow.sklearn.log_model(
+                        log.model,
+                        name=MODEL_ARTIFACT,
+                        signature=signature,
+                        input_example=log.input_example,
+                        pip_requirements=pip_requirements(),
+                        **serialization_options(log.model),
+                    )
+                _log_frame(log.holdout, lineage.HOLDOUT_ARTIFACT)
+                mlflow.set_tag(COMPLETE_TAG, "true")
+                return str(run.info.run_id)
+
+    # -- models --------------------------------------------------------------------------------
+    def load_model(self, model_uri: str) -> Any:
+        """The sklearn model at ``model_uri`` (``runs:/...`` or ``models:/<name>/<version>``)."""
+        import mlflow
+
+        with self.session(), self.errors(f"loading {model_uri}"), quiet_serialization():
+            return mlflow.sklearn.load_model(model_uri)
+
+    def logged_model_id(self, run_id: str, experiment_id: str, name: str = MODEL_ARTIFACT) -> str | None:
+        """The MLflow 3 logged-model id ``runs:/<run_id>/<name>`` resolves to; ``None`` when unknown."""
+        with self.session() as client:
+            try:
+                found = client.search_logged_models(
+                    experiment_ids=[experiment_id],
+                    filter_string=f"name = '{name}' AND source_run_id = '{run_id}'",
+                    max_results=2,
+                )
+            except Exception as err:  # a server without logged models: the record names no model id
+                if is_mlflow_error(err):
+                    return None
+                raise self.translate_error(err, "searching logged models") from None
+        return found[0].model_id if len(found) == 1 else None
+
+    # -- artifacts -----------------------------------------------------------------------------
+    def load_holdout(self, run_id: str) -> pd.DataFrame:
+        """The holdout a training run logged (artifact ``holdout/holdout.parquet``)."""
+        import pandas as pd
+
+        with self.session() as client, tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = client.download_artifacts(run_id, lineage.HOLDOUT_ARTIFACT, tmp)
+            except Exception as err:
+                missing = isinstance(err, FileNotFoundError) or (
+                    is_mlflow_error(err) and error_code(err) in REFUSED_CODES
+                )
+                if not missing:
+                    raise self.translate_error(err, f"reading the holdout of run {run_id}") from None
+                raise MLflowRequestError(
+                    f"MLflow run {run_id}: cannot read its holdout artifact {lineage.HOLDOUT_ARTIFACT!r} "
+                    f"({self._scrub(str(err))})"
+                ) from None
+            return pd.read_parquet(path)
+
+    def read_evaluation_record(self, run_id: str) -> tuple[Any, str]:
+        """
+        The evaluation record (``evaluation/holdout_metrics.json``) of a training run, parsed, or
+        ``None`` and why not. A missing record is normal; other MLflow errors are translated.
+        """
+        with self.session() as client, tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = client.download_artifacts(run_id, HOLDOUT_RECORD_ARTIFACT, tmp)
+            except OSError as err:
+                return None, f"cannot read {HOLDOUT_RECORD_ARTIFACT} of run {run_id} ({err})"
+            except Exception as err:
+                if is_mlflow_error(err) and error_code(err) == "RESOURCE_DOES_NOT_EXIST":
+                    return (
+                        None,
+                        f"run {run_id} has no {HOLDOUT_RECORD_ARTIFACT} (EvaluateModelOperator did not run)",
+                    )
+                if is_mlflow_error(err):
+                    raise self.translate_error(
+                        err, f"reading the evaluation record of run {run_id}"
+                    ) from None
+                raise
+            try:
+                with open(path, encoding="utf-8") as f:
+                    return json.load(f), ""
+            except (OSError, ValueError) as err:
+                return None, f"{HOLDOUT_RECORD_ARTIFACT} of run {run_id} is not readable JSON ({err})"
+
+    def log_evaluation(
+        self,
+        run_id: str,
+        values: Mapping[str, float | None],
+        non_finite: Sequence[str],
+        slices: Mapping[str, Any] | None = None,
+        importance: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Holdout metrics (``holdout_*``), the non-finite list, slice metrics and importance."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(f"{METRIC_PREFIX}{k}", v, now, 0) for k, v in values.items() if v is not None]
+        with self.client(f"logging the evaluation of run {run_id}") as client:
+            client.log_batch(run_id, metrics=metrics)
+            client.set_tag(run_id, "mlops.non_finite_metrics", json.dumps(list(non_finite)))
+            if slices:
+                client.log_dict(run_id, dict(slices), SLICES_ARTIFACT)
+            if importance is not None:
+                client.log_dict(run_id, dict(importance), IMPORTANCE_ARTIFACT)
+
+    def write_evaluation_record(self, run_id: str, record: Mapping[str, Any]) -> None:
+        """The record promote may reuse; written last, so its presence means the rest is logged."""
+        with self.client(f"writing the evaluation record of run {run_id}") as client:
+            client.log_dict(run_id, dict(record), HOLDOUT_RECORD_ARTIFACT)
+
+
+def _log_frame(frame: pd.DataFrame, artifact: str) -> None:
+    import mlflow
+
+    directory, _, name = artifact.rpartition("/")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, name)
+        frame.to_parquet(path, index=False)
+        mlflow.log_artifact(path, artifact_path=directory or None)

@@ -1,0 +1,327 @@
+"""The MLflow model registry: versions, the champion, alias moves under a lock, and decisions.
+
+* "No champion" has one rule (:func:`is_missing_alias`): only MLflow's answer that the alias or the
+  registered model does not exist. Any other error is translated and fails or retries the task.
+* Registration is idempotent: the version carries ``mlops.training_run_id``; a retry finds it instead
+  of creating another, and when concurrent tries both created one, the lowest is kept.
+* Alias moves happen under :class:`~mlops_provider.hooks.registry_lock.RegistryLock`, re-read the
+  alias first (refusing if it moved since the caller read it), read it back afterwards, keep the old
+  version as ``previous_champion`` and append ``{alias, action, from, to, why, who, when}`` to the
+  registered-model tag ``mlops.alias_history.<alias>``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mlops_provider.core import lineage
+from mlops_provider.core.gate import HISTORY_TAG, PREVIOUS_ALIAS, append_history, decision_tags, history_entry
+from mlops_provider.exceptions import InvalidInputError, MLflowRequestError
+from mlops_provider.hooks.mlflow import error_code, is_mlflow_error
+from mlops_provider.hooks.models import COMPLETE_TAG, MLflowModelHook
+from mlops_provider.hooks.registry_lock import RegistryLock
+
+CHAMPION_ALIAS = "champion"
+MANAGED_TAG = "mlops.managed"
+
+
+class ChampionChangedError(Exception):
+    """The alias moved between the caller's read and the move: the caller's decision is stale."""
+
+    def __init__(self, expected: str | None, current: str | None) -> None:
+        super().__init__(f"the champion changed meanwhile (expected version {expected}, found {current})")
+        self.expected = expected
+        self.current = current
+
+
+@dataclass(frozen=True)
+class Champion:
+    """What the registry says about a version behind an alias: its version and lineage."""
+
+    version: str
+    run_id: str | None
+    training_data_uri: str | None
+    features: list[str] | None
+    target: str | None
+    training_data_fingerprint: str | None = None
+
+
+def is_missing_alias(err: BaseException) -> bool:
+    """
+    True only for MLflow's answer "this alias (or this registered model) does not exist": the SQL store
+    and the REST API raise INVALID_PARAMETER_VALUE "Registered model alias X not found" and
+    RESOURCE_DOES_NOT_EXIST "Registered Model with name=X not found". Everything else is a real error.
+    """
+    code = error_code(err)
+    message = str(err).lower()
+    if code == "INVALID_PARAMETER_VALUE":
+        return "alias" in message and "not found" in message
+    if code == "RESOURCE_DOES_NOT_EXIST":
+        return "not found" in message
+    return False
+
+
+def check_model_name(model_name: Any) -> str:
+    """A usable registered-model name, or a clear error (quotes would break registry filters)."""
+    if not isinstance(model_name, str) or not model_name.strip():
+        raise InvalidInputError(f"model_name must be a non-empty string, got {model_name!r}")
+    if "'" in model_name or '"' in model_name or "`" in model_name:
+        raise InvalidInputError(f"model name {model_name!r}: quotes and backticks are not supported")
+    return model_name
+
+
+def _features(raw: str | None) -> list[str] | None:
+    if not raw:
+        return None
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        parsed = [part.strip() for part in raw.split(",") if part.strip()]
+    if isinstance(parsed, list) and parsed and all(isinstance(f, str) for f in parsed):
+        return parsed
+    return None
+
+
+class MLflowRegistryHook(MLflowModelHook):
+    """The model registry (see the module docstring), plus everything :class:`MLflowModelHook` does."""
+
+    # -- reads ---------------------------------------------------------------------------------
+    def alias_version(self, model_name: str, alias: str = CHAMPION_ALIAS) -> str | None:
+        """The version ``alias`` points at, as a string; ``None`` only when the alias does not exist."""
+        with self.client(f"reading {model_name}@{alias}") as client:
+            try:
+                return str(client.get_model_version_by_alias(model_name, alias).version)
+            except Exception as err:
+                if is_mlflow_error(err) and is_missing_alias(err):
+                    return None
+                raise
+
+    def model_version(self, model_name: str, version: str) -> Any:
+        """The model version; an unknown one fails the task naming it."""
+        with self.client(f"reading {model_name} version {version}") as client:
+            try:
+                return client.get_model_version(model_name, str(version))
+            except Exception as err:
+                if is_mlflow_error(err) and error_code(err) in (
+                    "RESOURCE_DOES_NOT_EXIST",
+                    "INVALID_PARAMETER_VALUE",
+                ):
+                    raise MLflowRequestError(f"{model_name} version {version!r} does not exist") from None
+                raise
+
+    def champion(self, model_name: str, alias: str = CHAMPION_ALIAS) -> Champion | None:
+        """
+        The version behind ``models:/<model_name>@<alias>`` with its lineage tags (the version's tags,
+        falling back to its source run's); ``None`` when the model or alias does not exist.
+        """
+        version = self.alias_version(model_name, alias)
+        if version is None:
+            return None
+        mv = self.model_version(model_name, version)
+        tags = dict(mv.tags or {})
+        wanted = (
+            lineage.TRAINING_DATA_URI,
+            lineage.FEATURES,
+            lineage.TARGET,
+            lineage.TRAINING_DATA_FINGERPRINT,
+        )
+        if mv.run_id and any(key not in tags for key in wanted):
+            try:
+                run_tags = self.get_run(mv.run_id).data.tags
+            except MLflowRequestError:
+                run_tags = {}  # the run was deleted: the version's own tags are all there is
+            tags = {**{k: run_tags[k] for k in wanted if k in run_tags}, **tags}
+        return Champion(
+            version=version,
+            run_id=mv.run_id,
+            training_data_uri=tags.get(lineage.TRAINING_DATA_URI) or None,
+            features=_features(tags.get(lineage.FEATURES)),
+            target=tags.get(lineage.TARGET) or None,
+            training_data_fingerprint=tags.get(lineage.TRAINING_DATA_FINGERPRINT) or None,
+        )
+
+    # -- registration --------------------------------------------------------------------------
+    def register_run(self, model_name: str, run_id: str, tags: Mapping[str, str]) -> tuple[str, bool]:
+        """Register ``runs:/<run_id>/model`` once: the version and whether this call created it."""
+        run = self.get_run(run_id)
+        if run.data.tags.get(COMPLETE_TAG) != "true" or run.info.status != "FINISHED":
+            raise MLflowRequestError(
+                f"MLflow run {run_id!r} ({run.info.status}) holds no complete model logged by "
+                "TrainModelOperator: only a FINISHED training run can be registered"
+            )
+        all_tags = {k: v for k, v in run.data.tags.items() if k.startswith(lineage.PREFIX)}
+        all_tags.update({str(k): str(v) for k, v in tags.items()})
+        all_tags[lineage.TRAINING_RUN_ID] = run_id
+        self._ensure_registered_model(model_name)
+        existing = self._versions_of_run(model_name, run_id)
+        if existing:
+            version = existing[0]
+            self.log.info(
+                "Run %s is already registered as %s version %s", run_id, model_name, version.version
+            )
+            self._complete_tags(model_name, version, all_tags)  # a crashed try may have left some unset
+            return str(version.version), False
+        mine = self._create_version(model_name, run_id, all_tags)
+        versions = self._versions_of_run(model_name, run_id)
+        if not versions:
+            raise MLflowRequestError(
+                f"registered {model_name!r} from run {run_id} but cannot find the version"
+            )
+        for duplicate in versions[1:]:
+            self._delete_duplicate(model_name, str(duplicate.version), run_id, str(versions[0].version))
+        return str(versions[0].version), str(versions[0].version) == mine
+
+    def _ensure_registered_model(self, model_name: str) -> None:
+        with self.client(f"creating registered model {model_name!r}") as client:
+            try:
+                client.create_registered_model(model_name, tags={MANAGED_TAG: "true"})
+            except Exception as err:
+                code = error_code(err) if is_mlflow_error(err) else ""
+                if code in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                    return
+                if code == "INVALID_PARAMETER_VALUE":
+                    raise MLflowRequestError(f"MLflow refuses the model name {model_name!r}: {err}") from None
+                raise
+
+    def _versions_of_run(self, model_name: str, run_id: str) -> list[Any]:
+        query = f"name = '{model_name}' and tags.`{lineage.TRAINING_RUN_ID}` = '{run_id}'"
+        with self.client(f"searching versions of {model_name}") as client:
+            return sorted(client.search_model_versions(query), key=lambda v: int(v.version))
+
+    def _complete_tags(self, model_name: str, version: Any, tags: Mapping[str, str]) -> None:
+        with self.client(f"tagging {model_name} version {version.version}") as client:
+            for key, value in tags.items():
+                if version.tags.get(key) != value:
+                    client.set_model_version_tag(model_name, str(version.version), key, value)
+
+    def _create_version(self, model_name: str, run_id: str, tags: Mapping[str, str]) -> str:
+        import mlflow
+
+        with self.session(), self.errors(f"registering run {run_id} as {model_name}"):
+            return str(mlflow.register_model(f"runs:/{run_id}/model", model_name, tags=dict(tags)).version)
+
+    def _delete_duplicate(self, model_name: str, version: str, run_id: str, kept: str) -> None:
+        self.log.warning(
+            "Deleting %s version %s: a concurrent try registered run %s as version %s first",
+            model_name,
+            version,
+            run_id,
+            kept,
+        )
+        with self.client(f"deleting duplicate {model_name} version {version}") as client:
+            try:
+                client.delete_model_version(model_name, version)
+            except Exception as err:
+                if not (is_mlflow_error(err) and error_code(err) == "RESOURCE_DOES_NOT_EXIST"):
+                    raise
+
+    # -- records -------------------------------------------------------------------------------
+    def set_version_tags(self, model_name: str, version: str, tags: Mapping[str, str]) -> None:
+        with self.client(f"tagging {model_name} version {version}") as client:
+            for key, value in tags.items():
+                client.set_model_version_tag(model_name, str(version), key, value)
+
+    def record_decision(self, summary: Mapping[str, Any]) -> None:
+        """A gate decision as ``mlops.gate.*`` tags on the challenger version."""
+        self.set_version_tags(summary["model_name"], summary["new_version"], decision_tags(summary))
+
+    # -- alias moves ---------------------------------------------------------------------------
+    def move_alias(
+        self,
+        *,
+        model_name: str,
+        alias: str,
+        expected_old: str | None,
+        new_version: str,
+        why: str,
+        who: str,
+        action: str,
+        lock_owner: str,
+    ) -> None:
+        """Move ``alias`` to ``new_version`` if it still points at ``expected_old``; else
+        :class:`ChampionChangedError`. Recorded in the alias history."""
+        with (
+            self.client(f"moving {model_name}@{alias}") as client,
+            RegistryLock(client, model_name, owner=lock_owner),
+        ):
+            current = self.alias_version(model_name, alias)
+            if current != expected_old:
+                raise ChampionChangedError(expected_old, current)
+            if expected_old is not None and alias != PREVIOUS_ALIAS:
+                client.set_registered_model_alias(model_name, PREVIOUS_ALIAS, expected_old)
+            client.set_registered_model_alias(model_name, alias, new_version)
+            after = self.alias_version(model_name, alias)
+            if after != str(new_version):
+                raise MLflowRequestError(
+                    f"{model_name}@{alias}: read back version {after} after moving it to {new_version}"
+                )
+            key = HISTORY_TAG.format(alias=alias)
+            existing = client.get_registered_model(model_name).tags.get(key)
+            entry = history_entry(
+                alias=alias,
+                from_version=expected_old,
+                to_version=new_version,
+                why=why,
+                who=who,
+                action=action,
+            )
+            client.set_registered_model_tag(model_name, key, append_history(existing, entry))
+        self.log.info(
+            "Moved %s@%s from %s to %s (%s by %s)", model_name, alias, expected_old, new_version, action, who
+        )
+
+    def rollback(self, model_name: str, alias: str, to_version: Any, reason: str, who: str) -> dict[str, Any]:
+        """Move ``alias`` back to ``to_version`` (default: ``previous_champion``), recorded like a promotion."""
+        current = self.alias_version(model_name, alias)
+        target = self._rollback_target(model_name, to_version)
+        summary: dict[str, Any] = {
+            "decision": "rolled_back",
+            "gates": [],
+            "old_version": current,
+            "new_version": target,
+            "reason": reason,
+            "alias": alias,
+            "model_name": model_name,
+        }
+        if current == target:
+            summary.update(decision="skipped", reason=f"{model_name}@{alias} already is version {target}")
+            return summary
+        self.move_alias(
+            model_name=model_name,
+            alias=alias,
+            expected_old=current,
+            new_version=target,
+            why=reason,
+            who=who,
+            action="rollback",
+            lock_owner=who,
+        )
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.set_version_tags(
+            model_name,
+            target,
+            {
+                "mlops.rollback.from_version": str(current),
+                "mlops.rollback.reason": reason[:4000],
+                "mlops.rollback.by": who,
+                "mlops.rollback.at": stamp,
+            },
+        )
+        return summary
+
+    def _rollback_target(self, model_name: str, to_version: Any) -> str:
+        if to_version not in (None, ""):
+            target = str(to_version).strip()
+        else:
+            found = self.alias_version(model_name, PREVIOUS_ALIAS)
+            if found is None:
+                raise InvalidInputError(
+                    f"{model_name} has no {PREVIOUS_ALIAS!r} alias to roll back to; pass to_version"
+                )
+            target = found
+        self.model_version(model_name, target)  # it must exist
+        return target

@@ -1,0 +1,50 @@
+"""Jinja helpers of the generated DAGs: templates that render for runs without a logical date.
+
+``{{ ds }}`` is undefined for runs triggered from the UI or REST (no logical date): configs may use
+``ds`` / ``ds_nodash``; :func:`safe_template` rewrites them to macros (:func:`macros`) that fall back to
+the run's ``data_interval_end``, then its ``run_after``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+_JINJA_EXPR = re.compile(r"{{(.*?)}}", re.S)
+_DATE_NAME = re.compile(r"(?<![\w.])(ds_nodash|ds)(?![\w(])")
+_FALLBACK_NAMES = {"ds": "mlops_ds()", "ds_nodash": "mlops_ds_nodash()"}
+
+
+def _date_of(context: Any) -> datetime:
+    for key in ("logical_date", "data_interval_end"):
+        value = context.get(key)
+        if value:
+            return value
+    dag_run = context.get("dag_run")
+    return getattr(dag_run, "run_after", None) or datetime.now(UTC)
+
+
+def macros() -> dict[str, Any]:
+    """The ``user_defined_macros`` that :func:`safe_template` rewrites ``ds``/``ds_nodash`` to."""
+    from jinja2 import pass_context
+
+    return {
+        "mlops_ds": pass_context(lambda ctx: _date_of(ctx).strftime("%Y-%m-%d")),
+        "mlops_ds_nodash": pass_context(lambda ctx: _date_of(ctx).strftime("%Y%m%d")),
+    }
+
+
+def safe_template(value: str) -> str:
+    """Rewrite ``ds``/``ds_nodash`` inside ``{{ }}`` so runs without a logical date render too."""
+
+    def fix(match: re.Match[str]) -> str:
+        body = _DATE_NAME.sub(lambda m: _FALLBACK_NAMES[m.group(1)], match.group(1))
+        return "{{" + body + "}}"
+
+    return _JINJA_EXPR.sub(fix, value)
+
+
+def xcom_value(task_id: str, key: str) -> str:
+    """A template pulling ``key`` from the XCom ``return_value`` of ``task_id``."""
+    return f"{{{{ ti.xcom_pull(task_ids='{task_id}')['{key}'] }}}}"
