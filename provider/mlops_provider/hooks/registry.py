@@ -274,7 +274,15 @@ class MLflowRegistryHook(MLflowModelHook):
             "Moved %s@%s from %s to %s (%s by %s)", model_name, alias, expected_old, new_version, action, who
         )
 
-    def rollback(self, model_name: str, alias: str, to_version: Any, reason: str, who: str) -> dict[str, Any]:
+    def rollback(
+        self,
+        model_name: str,
+        alias: str,
+        to_version: Any,
+        reason: str,
+        who: str,
+        request_key: str | None = None,
+    ) -> dict[str, Any]:
         """Move ``alias`` back to ``to_version`` (default: ``previous_champion``), recorded like a promotion."""
         current = self.alias_version(model_name, alias)
         target = self._rollback_target(model_name, to_version)

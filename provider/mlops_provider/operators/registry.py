@@ -390,7 +390,8 @@ class RollbackModelOperator(MLflowHookMixin, BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         name = check_model_name(self.model_name)
         try:
-            summary = self.hook.rollback(name, self.alias, self.to_version, self.reason, who=_who(context))
+            who = _who(context)
+            summary = self.hook.rollback(name, self.alias, self.to_version, self.reason, who, request_key=who)
         except ChampionChangedError as changed:
             raise AirflowFailException(f"rollback of {name}@{self.alias} not done: {changed}") from None
         if summary["decision"] == "rolled_back":
