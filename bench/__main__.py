@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-BENCHMARKS = ("parse", "drift", "validation", "loop", "registry")
+BENCHMARKS = ("parse", "drift", "drift_defaults", "validation", "loop", "registry")
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 

@@ -76,7 +76,33 @@ def describe_gate(summary: dict | None) -> None:
 
 
 def main() -> int:
+    """
+    The loop, with every Airflow process it starts stopped on the way out, whatever happens: Ctrl-C,
+    SIGTERM or SIGHUP stop the components (SIGKILL after 20 s; a second Ctrl-C at once), and a
+    `make demo` or `make up` already using AIRFLOW_HOME (one SQLite database) is refused.
+    """
     os.environ.update(embedded_env())
+    from demo import airflow_local as af
+
+    home = Path(os.environ["AIRFLOW_HOME"])
+    try:
+        owner = af.claim_home(home, "make demo")
+    except af.HomeBusy as err:
+        say(str(err))
+        return 2
+    with af.stop_on_signals():
+        try:
+            return loop()
+        except af.Interrupted as interrupt:
+            say(f"\n{interrupt}: stopping Airflow ...")
+            return 130
+        finally:
+            left = af.release_home(home, owner)
+            if left:
+                say(f"could not stop pids {sorted({p.pid for p in left})}")
+
+
+def loop() -> int:
     started = time.monotonic()
     from demo import airflow_local as af
     from demo import data

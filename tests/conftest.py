@@ -72,3 +72,15 @@ def dags_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: Pat
     monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(folder))
     monkeypatch.setattr(airflow.settings, "DAGS_FOLDER", str(folder))
     return folder
+
+
+def _hypothesis_profiles() -> None:
+    """Random examples locally (they find new cases); a fixed sequence in CI (a run is repeatable)."""
+    from hypothesis import settings
+
+    settings.register_profile("ci", derandomize=True, database=None)
+    if os.environ.get("CI"):
+        settings.load_profile("ci")
+
+
+_hypothesis_profiles()

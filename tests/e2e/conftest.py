@@ -36,6 +36,9 @@ BIN = Path(sys.executable).parent
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 REDIS_URL = "redis://127.0.0.1:6379/0"
 S3_KEY, S3_SECRET = "e2e-access-key", "e2e-secret-key"
+# Sent as HTTP basic auth to the (unauthenticated) MLflow server: it must never show up in a task log,
+# an XCom value or an MLflow tag (tests/e2e/test_topology.py scans for it).
+MLFLOW_SENTINEL = "mlflow-pw-SENTINEL-7f3a9c"
 MODEL = "seattle_weather"
 RETRAIN = f"{MODEL}_retrain"
 DRIFT = f"{MODEL}_drift_monitor"
@@ -278,6 +281,8 @@ def _airflow_env(tmp: Path, name: str, ports: dict[str, int], airflow_db: str) -
     mlflow_conn = {
         "conn_type": "mlflow",
         "host": f"http://127.0.0.1:{ports['mlflow']}",
+        "login": "svc-airflow",
+        "password": MLFLOW_SENTINEL,
         "extra": {"timeout": 5, "max_retries": 1},
     }
     aws_conn = {

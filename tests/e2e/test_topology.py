@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import DRIFT, MODEL, RETRAIN, SENSOR_DAG, SUMMER_BATCH_DATE, Topology
+from tests.e2e.conftest import (
+    DRIFT,
+    MLFLOW_SENTINEL,
+    MODEL,
+    RETRAIN,
+    S3_SECRET,
+    SENSOR_DAG,
+    SUMMER_BATCH_DATE,
+    Topology,
+)
 
 pytestmark = pytest.mark.slow
+
+RUN_TIMEOUT = 480  # bounds, not waits: every wait polls for a state (a loaded 2-core machine is slow)
 
 
 def versions_of_run(topology: Topology, dag_run_id: str) -> list[dict[str, Any]]:
@@ -56,7 +69,7 @@ def s3_keys(topology: Topology, prefix: str) -> dict[str, int]:
 
 def test_retrain_triggered_through_rest(topology: Topology) -> None:
     run_id = topology.api.trigger(RETRAIN)
-    state = topology.api.wait_run(RETRAIN, run_id, timeout=240)
+    state = topology.api.wait_run(RETRAIN, run_id, timeout=RUN_TIMEOUT)
     assert state == "success", (topology.api.task_states(RETRAIN, run_id), topology.log_tail("worker"))
 
     # MLflow (REST): exactly one new version from this run, lineage tags, champion alias.
@@ -106,15 +119,15 @@ def test_drift_event_starts_retrain_and_deferred_sensor_resumes(topology: Topolo
     before = champion_version(topology)
     if before is None:  # this test alone: make the first champion
         first = topology.api.trigger(RETRAIN)
-        assert topology.api.wait_run(RETRAIN, first, timeout=240) == "success"
+        assert topology.api.wait_run(RETRAIN, first, timeout=RUN_TIMEOUT) == "success"
         before = champion_version(topology)
     known = set(topology.api.run_ids(RETRAIN))
     sensor_run = topology.api.trigger(SENSOR_DAG, conf={"from_version": before})
-    topology.api.wait_task(SENSOR_DAG, sensor_run, "wait_for_new_champion", {"deferred"}, timeout=120)
+    topology.api.wait_task(SENSOR_DAG, sensor_run, "wait_for_new_champion", {"deferred"}, timeout=RUN_TIMEOUT)
 
     drift_run = topology.api.trigger(DRIFT, logical_date=f"{SUMMER_BATCH_DATE}T00:00:00Z")
-    assert topology.api.wait_run(DRIFT, drift_run, timeout=180) == "success", topology.api.task_states(
-        DRIFT, drift_run
+    assert topology.api.wait_run(DRIFT, drift_run, timeout=RUN_TIMEOUT) == "success", (
+        topology.api.task_states(DRIFT, drift_run)
     )
     summary = topology.api.get(
         f"/api/v2/dags/{DRIFT}/dagRuns/{drift_run}/taskInstances/check_drift/xcomEntries/return_value"
@@ -122,15 +135,12 @@ def test_drift_event_starts_retrain_and_deferred_sensor_resumes(topology: Topolo
     assert summary["status"] == "drift", summary
 
     # The scheduler starts the retrain DAG from the Asset event (no client call).
-    retrain_run = None
-    for _ in range(120):
-        new = [r for r in topology.api.run_ids(RETRAIN) if r not in known]
-        if new:
-            retrain_run = new[0]
-            break
+    deadline = time.monotonic() + 240  # a bound: the scheduler reacts within seconds when idle
+    while not (new := [r for r in topology.api.run_ids(RETRAIN) if r not in known]):
+        assert time.monotonic() < deadline, "the drift Asset event did not start the retrain DAG"
         time.sleep(1)
-    assert retrain_run is not None, "the drift Asset event did not start the retrain DAG"
-    assert topology.api.wait_run(RETRAIN, retrain_run, timeout=240) == "success"
+    retrain_run = new[0]
+    assert topology.api.wait_run(RETRAIN, retrain_run, timeout=RUN_TIMEOUT) == "success"
     rows = topology.airflow_sql(
         "select run_type from dag_run where dag_id = %s and run_id = %s", (RETRAIN, retrain_run)
     )
@@ -142,7 +152,7 @@ def test_drift_event_starts_retrain_and_deferred_sensor_resumes(topology: Topolo
     assert trained["trigger"]["drift_events"][0]["source_dag_id"] == DRIFT, trained["trigger"]
 
     # The deferred sensor resumes through the triggerer once the alias moved.
-    assert topology.api.wait_run(SENSOR_DAG, sensor_run, timeout=120) == "success"
+    assert topology.api.wait_run(SENSOR_DAG, sensor_run, timeout=RUN_TIMEOUT) == "success"
     after = champion_version(topology)
     assert after != before
     triggers = topology.airflow_sql(
@@ -161,14 +171,16 @@ def test_drift_event_starts_retrain_and_deferred_sensor_resumes(topology: Topolo
 
 def test_manual_approval_through_rest(topology: Topology) -> None:
     run_id = topology.api.trigger(RETRAIN, conf={"approval": "manual"})
-    topology.api.wait_task(RETRAIN, run_id, "promote_model", {"awaiting_input", "deferred"}, timeout=240)
+    topology.api.wait_task(
+        RETRAIN, run_id, "promote_model", {"awaiting_input", "deferred"}, timeout=RUN_TIMEOUT
+    )
     path = f"/api/v2/dags/{RETRAIN}/dagRuns/{run_id}/taskInstances/promote_model/-1/hitlDetails"
     pending = topology.api.get(path)
     assert pending["response_received"] is False, pending
     assert "Approve" in pending["options"]
     answer = topology.reviewer.patch(path, {"chosen_options": ["Approve"]})
     assert answer["chosen_options"] == ["Approve"]
-    assert topology.api.wait_run(RETRAIN, run_id, timeout=120) == "success", topology.api.task_states(
+    assert topology.api.wait_run(RETRAIN, run_id, timeout=RUN_TIMEOUT) == "success", topology.api.task_states(
         RETRAIN, run_id
     )
     done = topology.api.get(path)
@@ -182,3 +194,29 @@ def test_manual_approval_through_rest(topology: Topology) -> None:
     versions = versions_of_run(topology, run_id)
     assert len(versions) == 1
     assert champion_version(topology) == versions[0]["version"]
+
+
+def test_no_secret_reaches_a_task_log_an_xcom_or_mlflow(topology: Topology) -> None:
+    """After the runs above: the MLflow password and the S3 secret key appear nowhere users can read."""
+    secrets = (MLFLOW_SENTINEL, S3_SECRET)
+    logs = [p for p in (Path(topology.env["AIRFLOW_HOME"]) / "logs").rglob("*") if p.is_file()]
+    assert any("train_model" in str(p) for p in logs), "no task log was written"
+    for path in logs:
+        text = path.read_text(errors="replace")
+        assert not [s for s in secrets if s in text], path
+    values = topology.airflow_sql("select value::text from xcom")
+    assert values, "no XCom was written"
+    assert not [v for (v,) in values if v and any(s in v for s in secrets)]
+    runs = topology.mlflow(
+        "POST", "runs/search", {"experiment_ids": experiment_ids(topology), "max_results": 500}
+    )
+    dumped = json.dumps(runs)
+    assert runs.get("runs"), runs
+    assert not [s for s in secrets if s in dumped]
+    versions = json.dumps(topology.mlflow("GET", "model-versions/search", {"filter": f"name='{MODEL}'"}))
+    assert not [s for s in secrets if s in versions]
+
+
+def experiment_ids(topology: Topology) -> list[str]:
+    found = topology.mlflow("POST", "experiments/search", {"max_results": 100})
+    return [e["experiment_id"] for e in found.get("experiments", [])]

@@ -92,3 +92,64 @@ def test_concurrent_promotions_leave_a_consistent_champion_and_history(tmp_path:
     for result in results:
         if result.get("decision") == "refused":
             assert "champion changed meanwhile" in result["reason"]
+
+
+ROLLBACK = textwrap.dedent(
+    """
+    import json, sys
+    from mlops_provider.hooks.registry import MLflowRegistryHook
+
+    hook = MLflowRegistryHook()
+    summary = hook.rollback(sys.argv[1], "champion", None, "v2 misbehaves", who="oncall", request_key=sys.argv[2])
+    print("RESULT " + json.dumps(summary))
+    """
+)
+
+
+def _light_versions(hook: MLflowRegistryHook, name: str, count: int) -> list[str]:
+    """Versions of FINISHED runs holding a model file as TrainModelOperator leaves it (no training)."""
+    from mlops_provider.hooks.models import COMPLETE_TAG
+
+    experiment = hook.ensure_experiment("rollback-race")
+    with hook.session() as client:
+        runs = [client.create_run(experiment, tags={COMPLETE_TAG: "true"}).info.run_id for _ in range(count)]
+        for run_id in runs:
+            client.log_text(run_id, "flavors: {}\n", "model/MLmodel")
+            client.set_terminated(run_id, "FINISHED")
+    return [hook.register_run(name, run_id, {})[0] for run_id in runs]
+
+
+def test_concurrent_tries_of_one_rollback_move_the_champion_once(mlflow_store: Path):
+    hook = MLflowRegistryHook()
+    v1, v2 = _light_versions(hook, "churn", 2)
+    for old, new in ((None, v1), (v1, v2)):
+        hook.move_alias(
+            model_name="churn",
+            alias="champion",
+            expected_old=old,
+            new_version=new,
+            why="better",
+            who="test",
+            action="promote",
+            lock_owner="test",
+        )
+    key = "airflow:rollback/manual__1/rollback"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", ROLLBACK, "churn", key], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    results = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=400)
+        assert proc.returncode == 0
+        results.append(json.loads([r for r in out.splitlines() if r.startswith("RESULT ")][-1][7:]))
+    assert sorted(r["decision"] for r in results) == ["rolled_back", "skipped", "skipped", "skipped"]
+    assert {(r["old_version"], r["new_version"]) for r in results} == {(v2, v1)}
+    assert hook.alias_version("churn", "champion") == v1
+    with hook.session() as client:
+        history = json.loads(client.get_registered_model("churn").tags["mlops.alias_history.champion"])
+        assert not client.search_registered_models("name LIKE 'churn.mlops-lock%'")  # released, none broken
+    assert [(e["from"], e["to"]) for e in history if e["action"] == "rollback"] == [(v2, v1)]

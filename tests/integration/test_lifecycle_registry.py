@@ -150,7 +150,13 @@ def test_champion_challenger_lifecycle(data: Path, tmp_path: Path):
         task_id="score", model_name=MODEL, data_uri=str(data), output_uri=str(out), chunk_size=100
     ).execute(context("score"))
     predictions = pd.read_parquet(out)
-    assert scored == {"model_name": MODEL, "version": v3, "rows": 569, "output_uri": str(out)}
+    assert scored == {
+        "model_name": MODEL,
+        "version": v3,
+        "rows": 569,
+        "output_uri": str(out),
+        "unseen_share": {},  # no categorical feature: nothing unseen
+    }
     assert set(predictions["model_version"]) == {v3}
     assert list(predictions["row"]) == list(range(569))
     assert set(predictions["prediction"]) <= {"benign", "malignant"}

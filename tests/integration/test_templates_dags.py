@@ -37,7 +37,7 @@ def months(frame: pd.DataFrame, years: tuple[int, ...], months: tuple[int, ...])
     return frame[dates.dt.year.isin(years) & dates.dt.month.isin(months)]
 
 
-def config(**evaluation: object) -> dict:
+def config(sections: dict | None = None, **evaluation: object) -> dict:
     text = (ROOT / "dags" / "configs" / "seattle_weather.yaml").read_text()
     cfg = yaml.safe_load(text)
     cfg["model"]["name"] = MODEL
@@ -47,6 +47,8 @@ def config(**evaluation: object) -> dict:
     cfg["training"]["params"] = {"max_iter": 50}
     cfg["retries"] = 0
     cfg["evaluation"].update(evaluation)
+    for section, values in (sections or {}).items():
+        cfg.setdefault(section, {}).update(values)
     return cfg
 
 
@@ -64,8 +66,8 @@ def model_dags(dags_folder: Path, mlflow_store: Path):
     )
     months(frame, (2014,), (6, 7, 8)).to_csv(configs / "data" / "batches" / "2014-08-31.csv", index=False)
 
-    def load(**evaluation: object) -> dict:
-        (configs / f"{MODEL}.yaml").write_text(yaml.safe_dump(config(**evaluation)))
+    def load(sections: dict | None = None, **evaluation: object) -> dict:
+        (configs / f"{MODEL}.yaml").write_text(yaml.safe_dump(config(sections, **evaluation)))
         dags = import_dag_file(dags_folder / "mlops_dags.py")
         assert {f"{MODEL}_retrain", f"{MODEL}_drift_monitor", f"{MODEL}_batch_score"} <= set(dags)
         return dags
@@ -181,7 +183,7 @@ def test_refused_gate_keeps_the_champion_and_a_forced_retrain_skips_the_comparis
         model_dags.configs / "data" / "batches" / "2014-08-31.csv",
         model_dags.configs / "data" / "train" / "summer.csv",
     )
-    dags = model_dags(vs_champion={"f1_macro": {"min_delta": 0.5}})
+    dags = model_dags({"promotion": {"allow_forced": True}}, vs_champion={"f1_macro": {"min_delta": 0.5}})
     run = dags[f"{MODEL}_retrain"].test()
     assert states(run)["promote_model"] == "failed"
     decision = xcom(run, "promote_model")
@@ -192,7 +194,9 @@ def test_refused_gate_keeps_the_champion_and_a_forced_retrain_skips_the_comparis
     run = dags[f"{MODEL}_retrain"].test(run_conf={"skip_vs_champion": True, "force_reason": "new sensor"})
     assert states(run)["promote_model"] == "success", states(run)
     assert xcom(run, "promote_model")["decision"] == "promoted"
-    assert xcom(run, "train_model")["trigger"]["forced"] == {"skip_vs_champion": True, "reason": "new sensor"}
+    trigger = xcom(run, "train_model")["trigger"]
+    assert trigger["forced"] == {"skip_vs_champion": True, "reason": "new sensor", "by": "dag_test"}
+    assert xcom(run, "promote_model")["forced_by"] == "dag_test"  # dag.test()'s triggering user
     assert champion() == "3"
 
 
@@ -224,9 +228,16 @@ def test_templates_render_for_runs_without_a_logical_date(model_dags):
     assert env.from_string(check.current_uri).render(**ui_run).endswith("data/batches/2014-08-31.csv")
     scheduled = {"ds": "2014-07-01", "logical_date": datetime(2014, 7, 1, tzinfo=UTC)}
     assert env.from_string(check.current_uri).render(**scheduled).endswith("data/batches/2014-07-01.csv")
+    dags = model_dags({"data": {"allowed_training_prefixes": ["s3://b/weather", "data"]}})
     train = dags[f"{MODEL}_retrain"].get_task("train_model")
     retrain_env = dags[f"{MODEL}_retrain"].get_template_env()
-    override = retrain_env.from_string(train.data_uri).render(params={"training_data": "s3://b/x.csv"})
-    assert override == "s3://b/x.csv"
+    override = retrain_env.from_string(train.data_uri).render(
+        params={"training_data": "s3://b/weather/x.csv"}
+    )
+    assert override == "s3://b/weather/x.csv"
     default = retrain_env.from_string(train.data_uri).render(params={"training_data": None})
     assert default.endswith("data/train/*.csv")
+    from mlops_provider.exceptions import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="Param 'training_data'"):
+        retrain_env.from_string(train.data_uri).render(params={"training_data": "s3://b/x.csv"})

@@ -122,13 +122,15 @@ def test_clean_data_passes_and_writes_reports(data: Path, tmp_path: Path) -> Non
     assert summary["success"] is True
     assert summary["status"] == "passed"
     assert (summary["rows"], summary["evaluated"], summary["failed"]) == (344, 9, 0)
-    prefix = tmp_path / "reports" / "penguins_retrain" / "manual__2024-06-01T02_00_00_00_00" / "validate"
+    run_folder = "manual__2024-06-01T02%3A00%3A00%2B00%3A00"  # lossless: ':' and '+' percent-encoded
+    prefix = tmp_path / "reports" / "penguins_retrain" / run_folder / "validate"
     assert summary["report_uri"] == str(prefix / REPORT_NAME)
     assert summary["result_uri"] == str(prefix / RESULT_NAME)
     assert json.loads((prefix / RESULT_NAME).read_text())["validation_result"]["success"] is True
     assert "PASSED" in (prefix / REPORT_NAME).read_text()
     assert ti.xcom["validation_report_url"] == (
-        "/mlops/reports/penguins_retrain/manual__2024-06-01T02_00_00_00_00/validate/validation_report.html"
+        "/mlops/reports/penguins_retrain/manual__2024-06-01T02%253A00%253A00%252B00%253A00/validate/"
+        "validation_report.html"
     )
     # a retry writes the same files again (atomically), no leftovers
     run(op)

@@ -220,7 +220,9 @@ def write_frame_atomic(frame: pd.DataFrame, uri: str, fs: AbstractFileSystem | N
     if fmt == "parquet":
         frame.to_parquet(buffer, index=False)
     else:
-        frame.to_csv(buffer, index=False)
+        # CRLF rows (RFC 4180): the csv writer then quotes every value holding \r or \n, which a
+        # plain "\n" terminator leaves bare and a reader splits into two rows
+        frame.to_csv(buffer, index=False, lineterminator="\r\n")
     return write_bytes_atomic(buffer.getvalue(), uri, fs)
 
 

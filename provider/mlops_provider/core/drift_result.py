@@ -4,6 +4,7 @@ that goes to XCom. No Airflow. Computed by :func:`mlops_provider.core.drift.comp
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ class ColumnDrift:
 
     def brief(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "score": None if self.score is None else round(self.score, 6),
+            "score": round(self.score, 6) if self.score is not None and math.isfinite(self.score) else None,
             "method": self.method,
             "drifted": self.drifted,
             "status": self.status,

@@ -15,8 +15,6 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-ID_LIKE_UNIQUE_RATIO = 0.5
-ID_LIKE_MIN_UNIQUE = 50
 MAX_CATEGORIES = 100
 OTHER = "__other__"
 JS_NUMERIC_BINS_MIN_UNIQUE = 20  # Evidently bins a numeric column with more distinct values than this
@@ -144,7 +142,3 @@ def bucket(series: pd.Series, keep: Sequence[Any]) -> pd.Series:
     values = series.astype(object)
     inside = values.isin(list(keep)) | values.isna()
     return values.where(inside, OTHER).astype(object) if not inside.all() else values.astype(object)
-
-
-def is_id_like(n_unique: int, n_non_null: int) -> bool:
-    return n_unique > ID_LIKE_MIN_UNIQUE and n_unique > ID_LIKE_UNIQUE_RATIO * n_non_null

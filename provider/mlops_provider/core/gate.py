@@ -262,6 +262,9 @@ def decision_tags(summary: Mapping[str, Any]) -> dict[str, str]:
     }
     if summary.get("challenger_metrics_source"):  # "evaluation" (evaluate's record) | "computed"
         tags[f"{DECISION_PREFIX}challenger_metrics_source"] = str(summary["challenger_metrics_source"])
+    for key in ("forced_by", "force_reason"):  # a forced retrain: who triggered it and why
+        if summary.get(key):
+            tags[f"{DECISION_PREFIX}{key}"] = str(summary[key])[:4000]
     for gate in summary.get("gates", []):
         key = f"{DECISION_PREFIX}{gate['gate']}.{gate['metric']}"
         tags[key] = json.dumps(

@@ -26,6 +26,8 @@ TRY_NUMBER = "mlops.try_number"
 TRAINING_RUN_ID = "mlops.training_run_id"  # MLflow run id; registry dedupe key
 TRIGGER_CAUSE = "mlops.trigger.cause"  # "schedule" | "drift" | "asset" | "manual"
 TRIGGER_DRIFT_EVENTS = "mlops.trigger.drift_events"  # JSON list: the Asset events that started the run
+TRIGGER_USER = "mlops.trigger.triggered_by"  # who triggered the DAG run (Airflow user), when someone did
+TRIGGER_FORCED = "mlops.trigger.forced"  # JSON: a forced retrain's request (reason, who)
 MAX_TRIGGER_EVENTS = 5
 HOLDOUT_ARTIFACT = "holdout/holdout.parquet"  # relative to the training run's artifacts
 VALIDATION_RESULTS = ("passed", "warned", "failed", "not_run")
@@ -40,8 +42,10 @@ def config_hash(config: Any) -> str:
 def trigger_summary(context: Any) -> dict[str, Any]:
     """
     Why the running DAG run started: ``cause`` (the nightly schedule, a drift Asset event, another
-    Asset event, or a person), the run type, the drift events (id, source run, their ``extra``) and,
-    for a forced retrain, ``forced`` with its reason. Reads only the task context.
+    Asset event, or a person), the run type, ``triggered_by`` (the Airflow user who triggered the run,
+    ``None`` for the scheduler), the drift events (id, source run, their ``extra``) and, when the run
+    asks for a forced retrain, ``forced`` with its reason and who asked (whether the config allows it
+    is the promote task's to decide). Reads only the task context.
     """
     events = context.get("triggering_asset_events") or {}
     drift_events = []
@@ -69,12 +73,33 @@ def trigger_summary(context: Any) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "cause": cause,
         "run_type": run_type,
+        "triggered_by": triggering_user(context),
         "drift_events": drift_events[:MAX_TRIGGER_EVENTS],
     }
     params = context.get("params") or {}
     if params.get("skip_vs_champion") in (True, "true", "True"):
-        summary["forced"] = {"skip_vs_champion": True, "reason": params.get("force_reason") or ""}
+        summary["forced"] = {
+            "skip_vs_champion": True,
+            "reason": params.get("force_reason") or "",
+            "by": summary["triggered_by"],
+        }
     return summary
+
+
+def trigger_tags(summary: Mapping[str, Any]) -> dict[str, str]:
+    """The who/forced part of :func:`trigger_summary` as run tags (only what is present)."""
+    tags = {}
+    if summary.get("triggered_by"):
+        tags[TRIGGER_USER] = str(summary["triggered_by"])[:250]
+    if summary.get("forced"):
+        tags[TRIGGER_FORCED] = json.dumps(summary["forced"], default=str, sort_keys=True)[:4000]
+    return tags
+
+
+def triggering_user(context: Mapping[str, Any]) -> str | None:
+    """The Airflow user who triggered the running DAG run (``None`` for scheduled and asset runs)."""
+    user = getattr(context.get("dag_run"), "triggering_user_name", None)
+    return str(user) if user else None
 
 
 def task_identity(context: Mapping[str, Any]) -> dict[str, str]:

@@ -2,12 +2,14 @@
 
 * The estimator is named by import path: a scikit-learn estimator class
   (``sklearn.ensemble.RandomForestClassifier``) built with ``params``, or a factory function returning
-  an estimator or Pipeline (``my_pkg.models:make_pipeline`` or ``my_pkg.models.make_pipeline``) called
-  with ``params``.
+  an estimator or Pipeline (``my_pkg.models:make_pipeline``) from a module in ``allowed_modules``,
+  called with ``params``. What may be imported and called is :mod:`mlops_provider.core.estimators`'s.
 * When the estimator is not already a Pipeline and the features hold non-numeric columns (object,
   category, bool, string) or missing numeric values, it is wrapped in a Pipeline whose ColumnTransformer
-  one-hot encodes the categorical columns (missing values become their own category, unseen categories
-  are ignored at prediction time) and imputes numeric columns with their median.
+  one-hot encodes the categorical columns (missing values become their own category; at most
+  ``MAX_ONE_HOT_CATEGORIES`` columns each, rare and unseen values in one "infrequent" column; an
+  ID-like column is refused, see :mod:`mlops_provider.core.encoding`) and imputes numeric columns with
+  their median.
 * Every ``random_state`` parameter left at ``None`` (also inside Pipelines) is set to the seed, so a
   retry fits the same model.
 * Rows whose target is missing are dropped (and counted); a classification class with fewer than two
@@ -19,21 +21,25 @@ Every bad input raises :class:`TrainingInputError` naming the thing at fault.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from mlops_provider.core.errors import InvalidInputError
+from mlops_provider.core.encoding import refuse_id_like
+from mlops_provider.core.estimators import TrainingInputError, build_estimator, import_object
 from mlops_provider.core.metrics import metric_names
 
 if TYPE_CHECKING:
     import pandas as pd
 
-
-class TrainingInputError(InvalidInputError):
-    """The training input (data, estimator, params) is unusable; a retry cannot change that."""
+__all__ = [
+    "TrainingInputError",
+    "TrainingResult",
+    "TrainingSpec",
+    "build_estimator",
+    "import_object",
+    "train",
+]
 
 
 @dataclass
@@ -47,6 +53,7 @@ class TrainingSpec:
     task_type: str = "classification"
     test_size: float = 0.2
     random_state: int = 42
+    allowed_modules: Sequence[str] = ()  # modules whose factory functions may build the estimator
 
 
 @dataclass
@@ -66,90 +73,6 @@ class TrainingResult:
     @property
     def X_holdout(self) -> pd.DataFrame:
         return self.holdout[self.features]
-
-
-def import_object(path: str) -> Any:
-    """Import ``pkg.mod.Name`` or ``pkg.mod:name``; a TrainingInputError names the path."""
-    if not isinstance(path, str) or not path.strip():
-        raise TrainingInputError(f"estimator must be an import path string, got {path!r}")
-    path = path.strip()
-    if ":" in path:
-        module_name, _, attr = path.partition(":")
-    else:
-        module_name, _, attr = path.rpartition(".")
-    if not module_name or not attr:
-        raise TrainingInputError(f"estimator {path!r} is not an import path like 'package.module.Name'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise TrainingInputError(
-            f"estimator {path!r}: module {module_name!r} does not import ({err})"
-        ) from None
-    obj: Any = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise TrainingInputError(
-                f"estimator {path!r}: {module_name!r} has no attribute {attr!r}"
-            ) from None
-    return obj
-
-
-def _is_estimator(obj: Any) -> bool:
-    return hasattr(obj, "fit") and hasattr(obj, "predict") and hasattr(obj, "get_params")
-
-
-def build_estimator(path: str, params: Mapping[str, Any] | None) -> Any:
-    """An unfitted estimator from an import path and params (see the module docstring)."""
-    from sklearn.base import BaseEstimator
-
-    params = dict(params or {})
-    obj = import_object(path)
-    if inspect.isclass(obj):
-        if not issubclass(obj, BaseEstimator) or not _is_estimator(obj):
-            raise TrainingInputError(
-                f"estimator {path!r} is a class but not a scikit-learn estimator (needs fit/predict/get_params)"
-            )
-        try:
-            valid = set(cast(Any, obj)().get_params(deep=False))  # issubclass(obj, <Any>) narrows to object
-        except TypeError:  # required constructor arguments: let the constructor judge
-            valid = set(inspect.signature(obj).parameters) - {"self"}
-        unknown = sorted(set(params) - valid)
-        if unknown:
-            raise TrainingInputError(
-                f"estimator {path!r}: unknown param(s) {', '.join(map(repr, unknown))}; "
-                f"valid: {', '.join(sorted(valid))}"
-            )
-        try:
-            return obj(**params)
-        except (TypeError, ValueError) as err:
-            raise TrainingInputError(
-                f"estimator {path!r}: cannot build with params {params}: {err}"
-            ) from None
-    if callable(obj):
-        try:
-            inspect.signature(obj).bind(**params)
-        except TypeError as err:
-            raise TrainingInputError(
-                f"estimator factory {path!r}: params {sorted(params)} rejected: {err}"
-            ) from None
-        except ValueError:  # no signature available: call and see
-            pass
-        try:
-            built = obj(**params)
-        except (TypeError, ValueError) as err:
-            raise TrainingInputError(
-                f"estimator factory {path!r} failed with params {params}: {err}"
-            ) from None
-        if not _is_estimator(built):
-            raise TrainingInputError(
-                f"estimator factory {path!r} returned {type(built).__name__}, not a scikit-learn estimator"
-            )
-        return built
-    raise TrainingInputError(
-        f"estimator {path!r} names a {type(obj).__name__}, not an estimator class or factory"
-    )
 
 
 def seed_estimator(estimator: Any, random_state: int) -> dict[str, Any]:
@@ -181,11 +104,12 @@ def needs_preprocessing(X: pd.DataFrame) -> bool:
 
 
 def wrap_with_preprocessor(estimator: Any, X: pd.DataFrame) -> Any:
-    """A Pipeline: ColumnTransformer (one-hot categoricals, median-imputed numerics) -> estimator."""
+    """A Pipeline: ColumnTransformer (bounded one-hot categoricals, median-imputed numerics) -> estimator."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder
+
+    from mlops_provider.core.encoding import one_hot_encoder
 
     cats = categorical_columns(X)
     numeric = [str(c) for c in X.columns if c not in set(cats)]
@@ -193,9 +117,7 @@ def wrap_with_preprocessor(estimator: Any, X: pd.DataFrame) -> Any:
     if numeric:
         transformers.append(("numeric", SimpleImputer(strategy="median", keep_empty_features=True), numeric))
     if cats:
-        transformers.append(
-            ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), cats)
-        )
+        transformers.append(("categorical", one_hot_encoder(), cats))
     preprocessor = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
     return Pipeline([("preprocess", preprocessor), ("estimator", estimator)])
 
@@ -312,11 +234,12 @@ def train(frame: pd.DataFrame, spec: TrainingSpec, where: str = "training data")
     if not isinstance(spec.random_state, int) or isinstance(spec.random_state, bool):
         raise TrainingInputError(f"random_state must be an integer, got {spec.random_state!r}")
     frame, features, dropped = prepare_frame(frame, spec, where)
-    estimator = build_estimator(spec.estimator, spec.params)
+    estimator = build_estimator(spec.estimator, spec.params, spec.allowed_modules)
     train_rows, holdout_rows = split(frame, spec)
     X = train_rows[features]
     preprocessed = False
     if not isinstance(estimator, Pipeline) and needs_preprocessing(X):
+        refuse_id_like(X, categorical_columns(X), where)
         estimator = wrap_with_preprocessor(estimator, X)
         preprocessed = True
     seed_estimator(estimator, spec.random_state)

@@ -1,4 +1,10 @@
-"""The self-contained HTML page of a validation (inline CSS, no scripts, no network)."""
+"""The self-contained HTML page of a validation (inline CSS, no scripts, no network).
+
+Every value that lands in the page (suite, URIs, column names, expectation arguments, observed and
+unexpected values, errors, counts) goes through :func:`_esc` (HTML-escaped, quotes included), and the
+page carries its own Content-Security-Policy (:data:`PAGE_CSP`: no script runs even when the file is
+opened outside the plugin, which adds a sandboxing policy of its own).
+"""
 
 from __future__ import annotations
 
@@ -30,6 +36,9 @@ dt{color:#57606a}dd{margin:0}
 """
 
 
+PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; base-uri 'none'"
+
+
 def _esc(value: Any) -> str:
     if value is None:
         return ""
@@ -52,7 +61,7 @@ def render_html(outcome: ValidationOutcome, data_uri: str, source: str, title: s
         else:
             parts = []
             if f.unexpected_count is not None:
-                parts.append(f"{f.unexpected_count} unexpected value(s)")
+                parts.append(f"{_esc(f.unexpected_count)} unexpected value(s)")
             if f.unexpected_values:
                 parts.append(f"e.g. <code>{_esc(f.unexpected_values)}</code>")
             if f.observed_value is not None:
@@ -66,21 +75,22 @@ def render_html(outcome: ValidationOutcome, data_uri: str, source: str, title: s
     error = f'<p class="err"><b>{_esc(outcome.error)}</b></p>' if outcome.error else ""
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{PAGE_CSP}">
 <meta name="viewport" content="width=device-width,initial-scale=1">
 <title>{_esc(title or f"Validation: {outcome.suite_name}")}</title>
 <style>{_CSS}</style></head>
 <body><main>
 <h1>Data validation <span class="badge {"ok" if ok else "bad"}">{"PASSED" if ok else "FAILED"}</span></h1>
 <p class="meta">Great Expectations {_esc(outcome.gx_version)} &middot; validated {_esc(outcome.started_at)} UTC
- in {outcome.duration_s:.2f} s</p>
+ in {_esc(round(float(outcome.duration_s), 2))} s</p>
 <dl><dt>Suite</dt><dd><code>{_esc(outcome.suite_name)}</code> ({_esc(source)})</dd>
 <dt>Data</dt><dd><code>{_esc(data_uri)}</code></dd>
 <dt>Columns</dt><dd><code>{_esc(", ".join(outcome.columns))}</code></dd></dl>
 {error}
-<div class="cards"><div class="card">Rows<b>{outcome.rows}</b></div>
-<div class="card">Expectations<b>{outcome.evaluated}</b></div>
+<div class="cards"><div class="card">Rows<b>{_esc(outcome.rows)}</b></div>
+<div class="card">Expectations<b>{_esc(outcome.evaluated)}</b></div>
 <div class="card">Failed<b>{len(outcome.failed)}</b></div>
-<div class="card">Passed<b>{outcome.evaluated - len(outcome.failed)}</b></div></div>
+<div class="card">Passed<b>{_esc(outcome.evaluated - len(outcome.failed))}</b></div></div>
 <table><thead><tr><th></th><th>Expectation</th><th>Column</th><th>Arguments</th><th>Finding</th></tr></thead>
 <tbody>
 {"".join(rows_html)}

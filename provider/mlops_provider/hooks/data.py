@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from airflow.sdk import BaseHook
 
 from mlops_provider.core import data as core_data
-from mlops_provider.exceptions import DataError, airflow_errors
+from mlops_provider.exceptions import DataError, DataUnavailableError, airflow_errors
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,6 +73,30 @@ class DataHook(BaseHook):
             raise DataError(f"{path}: no such file") from None
         except OSError as err:
             raise DataError(f"{path}: cannot read ({type(err).__name__}: {err})") from err
+
+    def read_bytes_if_exists(self, uri: str, max_bytes: int) -> bytes | None:
+        """
+        The bytes of one file (a report the API server serves), at most ``max_bytes + 1`` of them (so a
+        caller can tell a larger file); ``None`` when no file is there (missing, or a folder).
+
+        :raises DataError: the store refuses access; :raises DataUnavailableError: it cannot be reached.
+        """
+        path = self.resolve(uri)
+        try:
+            fs = self.filesystem(path)
+            if fs is None:
+                with open(core_data.local_path(path), "rb") as handle:
+                    return handle.read(max_bytes + 1)
+            if not fs.isfile(path):
+                return None
+            with fs.open(path, "rb") as handle:
+                return bytes(handle.read(max_bytes + 1))
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+        except PermissionError as err:
+            raise DataError(f"{path}: cannot read ({err})") from err
+        except OSError as err:
+            raise DataUnavailableError(f"{path}: cannot read ({type(err).__name__}: {err})") from err
 
     def write_frame(self, frame: pd.DataFrame, uri: str) -> str:
         """Write ``frame`` (CSV or Parquet by suffix) so readers never see a partial file; the final URI."""

@@ -7,7 +7,8 @@ Every value that reaches the banner (model name, URIs, column names, reasons) is
 
 Evidently embeds column names and category values unescaped in JSON inside ``<script>`` blocks of its
 HTML, so a value holding ``</script>`` would end the block and turn the rest into markup. Before Evidently
-sees them, ``</`` and ``<!--`` in column names and text values become ``<\\/`` and ``<\\!--`` (:func:`defuse`):
+sees them, ``</`` and ``<!--`` in column names, text values (object, string and category columns) and
+report metadata become ``<\\/`` and ``<\\!--`` (:func:`defuse`):
 the report shows the backslash, the browser never leaves the script. (The plugin also serves reports
 under a sandboxing Content-Security-Policy.)
 """
@@ -92,10 +93,10 @@ class EvidentlyHook(BaseHook):
                 "The drift decision was computed on all rows."
             )
         metadata = {
-            "model_name": model_name,
+            "model_name": defuse(model_name),
             "decision": result.status,
-            "reference_uri": reference_uri,
-            "current_uri": current_uri,
+            "reference_uri": defuse(reference_uri),
+            "current_uri": defuse(current_uri),
             "sampled": sampled,
         }
         thresholds = {c.column: c.threshold for c in result.columns}
@@ -167,11 +168,17 @@ def _defuse_value(value: Any) -> Any:
 
 
 def _defuse_frame(frame: pd.DataFrame, renames: dict[str, str]) -> pd.DataFrame:
-    """``frame`` with columns renamed and ``</``/``<!--`` defused in text values (a new frame)."""
+    """``frame`` with columns renamed and ``</``/``<!--`` defused in text values (a new frame): object,
+    string and category columns alike."""
     out = frame.rename(columns=renames)
     for name in out.columns:
-        if out[name].dtype == object:
-            out[name] = out[name].map(_defuse_value)
+        column = out[name]
+        if (
+            column.dtype == object
+            or str(column.dtype) == "category"
+            or str(column.dtype).startswith("string")
+        ):
+            out[name] = column.astype(object).map(_defuse_value)
     return out
 
 

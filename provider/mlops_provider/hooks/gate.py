@@ -5,6 +5,10 @@ run only when that record provably describes what the gate would score (see
 :func:`mlops_provider.core.records.holdout_record_mismatch`); otherwise the challenger is loaded and
 scored. The champion is always loaded and scored on the same holdout. Only MLflow's "no such alias"
 answer means "no champion".
+
+The challenger must be READY. Its artifact is checked even when the record's numbers are reused: the
+recorded sha256, no pickle, skops types on the allowlist (``hook.verify_model``, which deserialises
+nothing); a loaded model (challenger or champion) passes the same checks first (``hook.load_model``).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ class GateRequest:
 
 def gate_request(
     model_name: str,
-    version: str,
+    version: str | int,
     *,
     alias: str,
     task_type: str | None,
@@ -51,6 +55,9 @@ def gate_request(
     reuse_evaluation: bool,
 ) -> GateRequest:
     """What the gate scores for this configuration (a malformed section fails ``decide_gate`` later)."""
+    number = str(version).strip()
+    if not number.isdigit():
+        raise InvalidInputError(f"version must be a model version number, got {version!r}")
     gated = {
         str(metric)
         for section in (thresholds, vs_champion)
@@ -60,7 +67,7 @@ def gate_request(
     slice_column = slices.get("column") if isinstance(slices, Mapping) else None
     return GateRequest(
         model_name=model_name,
-        version=version,
+        version=number,
         alias=alias,
         task_type=task_type,
         slice_column=slice_column if slices else None,
@@ -68,6 +75,66 @@ def gate_request(
         skip_vs_champion=skip_vs_champion,
         reuse_evaluation=reuse_evaluation,
     )
+
+
+APPROVAL_MODES = ("auto", "manual")
+FORCED_KEYS = ("forced_by", "force_reason")
+# What a gate decision returns (XCom) and records; the full summary also holds decided_at.
+SUMMARY_KEYS = (
+    "decision",
+    "gates",
+    "old_version",
+    "new_version",
+    "reason",
+    "metrics",
+    "challenger_metrics_source",
+    "alias",
+    "model_name",
+    "dag_run",
+    "decided_by",
+    *FORCED_KEYS,
+)
+STRICTER_ONLY = "a trigger can only make the gate stricter, never looser"
+
+
+def trigger_requests(
+    approval: Any, approval_floor: Any, skip_vs_champion: Any, allow_forced: Any, force_reason: Any
+) -> tuple[str, bool]:
+    """
+    The effective approval mode and forced-retrain flag of a run, from what its trigger asked
+    (``approval``, ``skip_vs_champion``: the retrain DAG's Params) under what the config allows
+    (``approval_floor`` = ``promotion.approval``, ``allow_forced`` = ``promotion.allow_forced``).
+    A trigger may turn ``auto`` into ``manual``, never the reverse; it may skip the champion comparison
+    only where the config allows it, and with a reason. A refusal names the Param and the rule.
+    """
+    for name, value in (("approval", approval), ("approval_floor", approval_floor)):
+        if value not in APPROVAL_MODES:
+            raise InvalidInputError(f"{name} must be one of {', '.join(APPROVAL_MODES)}, got {value!r}")
+    with airflow_errors():
+        skip = lineage.as_bool(skip_vs_champion, "skip_vs_champion")
+        forced_allowed = lineage.as_bool(allow_forced, "allow_forced")
+    if approval_floor == "manual" and approval != "manual":
+        raise InvalidInputError(
+            f"Param 'approval': {approval!r} is refused: the model's config requires a human approval "
+            f"(promotion.approval: manual) and {STRICTER_ONLY} (auto -> manual only)"
+        )
+    if skip and not forced_allowed:
+        raise InvalidInputError(
+            "Param 'skip_vs_champion': a forced retrain (skipping the champion comparison) is refused: the "
+            f"model's config does not allow it (promotion.allow_forced: false) and {STRICTER_ONLY}"
+        )
+    if skip and not str(force_reason or "").strip():
+        raise InvalidInputError(
+            "skip_vs_champion=True needs a force_reason (Param 'force_reason'; it is recorded with the decision)"
+        )
+    return ("manual" if "manual" in (approval, approval_floor) else "auto"), skip
+
+
+def forced_record(skip_vs_champion: Any, force_reason: Any, triggered_by: str | None) -> dict[str, str]:
+    """Who forced a retrain and why (summary keys :data:`FORCED_KEYS`); empty when nothing was forced."""
+    if skip_vs_champion is not True:
+        return {}
+    return {"forced_by": triggered_by or "unknown", "force_reason": str(force_reason or "").strip()}
 
 
 @dataclass
@@ -111,6 +178,7 @@ class GateScorer:
             )
         record, why = self._evaluation_record(request, challenger, holdout)
         if record is not None:
+            self.hook.verify_model(f"models:/{request.model_name}/{request.version}")
             self.log.info(
                 "Challenger metrics from EvaluateModelOperator's record on run %s", challenger.run_id
             )
@@ -138,6 +206,11 @@ class GateScorer:
 
     def _challenger(self, request: GateRequest) -> _Challenger:
         mv = self.hook.model_version(request.model_name, request.version)
+        if str(mv.status) != "READY":
+            raise InvalidInputError(
+                f"{request.model_name} version {request.version} is {mv.status}, not READY: it cannot be "
+                "promoted until MLflow has finished creating it"
+            )
         tags = mv.tags
         try:
             features = json.loads(tags[lineage.FEATURES])

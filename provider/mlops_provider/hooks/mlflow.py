@@ -77,6 +77,12 @@ def error_code(err: BaseException) -> str:
     return str(getattr(err, "error_code", "") or "")
 
 
+def http_status(err: BaseException) -> int | None:
+    """The HTTP status of a ``requests`` error (artifact transfers raise those), else ``None``."""
+    status = getattr(getattr(err, "response", None), "status_code", None)
+    return status if isinstance(status, int) else None
+
+
 def is_mlflow_error(err: BaseException) -> bool:
     """An ``MlflowException`` (without importing mlflow when it is not loaded)."""
     import sys
@@ -200,9 +206,16 @@ class MLflowHook(BaseHook):
         """
         message = self._scrub(f"{type(err).__name__}: {err}")
         what = f" while {doing}" if doing else ""
-        code = error_code(err)
-        if code in AUTH_CODES:
-            return MLflowConfigError(f"MLflow at {self.describe()} refused the credentials{what}: {message}")
+        code, status = error_code(err), http_status(err)
+        if code in AUTH_CODES or status in (401, 403):
+            user = f" of user {self.settings.username!r}" if self.settings.username else ""
+            if code == "UNAUTHENTICATED" or status == 401:
+                why = "login rejected (HTTP 401: wrong user or password, or an expired token)"
+            else:
+                why = "permission denied (HTTP 403: the account lacks a grant on this experiment or model)"
+            return MLflowConfigError(
+                f"MLflow at {self.describe()} refused the credentials{user}{what}: {why}: {message}"
+            )
         if code in REFUSED_CODES:
             return MLflowRequestError(f"MLflow at {self.describe()} refused the request{what}: {message}")
         return MLflowUnavailableError(

@@ -1,9 +1,13 @@
 """MLflow runs, artifacts and models: the training run and its lineage, the holdout, the evaluation
 record, and every model log and load the provider makes.
 
-Models are logged with skops (no arbitrary code at load) and the types the model needs marked trusted;
-cloudpickle only for models skops cannot serialise. Requirements are pinned from this environment
-(inferring them costs seconds per model).
+Models are logged with skops, and only when every type they hold is on the provider's allowlist;
+cloudpickle only for models skops cannot serialise and only when the log opts in. The sha256 of the
+logged model is recorded as the run tag ``mlops.model_sha256`` (registration copies it to the version).
+Every load goes through :mod:`mlops_provider.hooks.model_safety` under the hook's ``load_policy``:
+the hash is checked, pickle refused, skops types checked against the provider's allowlist, before
+anything is deserialised. Requirements are pinned from this environment (inferring them costs seconds
+per model).
 """
 
 from __future__ import annotations
@@ -12,15 +16,30 @@ import json
 import os
 import tempfile
 import time
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlops_provider.core import lineage
-from mlops_provider.exceptions import MLflowRequestError
+from mlops_provider.core.scoring import ColumnSpec
+from mlops_provider.exceptions import InvalidInputError, MLflowRequestError
 from mlops_provider.hooks.mlflow import REFUSED_CODES, MLflowHook, error_code, is_mlflow_error
+from mlops_provider.hooks.model_safety import (
+    SHA256_TAG,
+    ModelArtifact,
+    ModelLoadPolicy,
+    check_digest,
+    check_loadable,
+    deserialize,
+    logged_digest,
+    parse_model_uri,
+    pip_requirements,
+    quiet_serialization,
+    read_artifact,
+    signature_inputs,
+    skops_options,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,8 +51,6 @@ SLICES_ARTIFACT = "evaluation/slice_metrics.json"
 # Written last by EvaluateModelOperator; PromoteModelOperator reuses the challenger's numbers from it.
 HOLDOUT_RECORD_ARTIFACT = "evaluation/holdout_metrics.json"
 COMPLETE_TAG = "mlops.complete"
-# Distributions a logged sklearn model needs at load time; versions are read from this environment.
-_PIP_DISTRIBUTIONS = ("scikit-learn", "pandas", "numpy", "scipy", "skops", "cloudpickle")
 
 
 @dataclass
@@ -60,42 +77,24 @@ class TrainingRunLog:
     model: Any
     input_example: Any
     holdout: Any
+    # cloudpickle (code runs at load) for a model skops cannot serialise; otherwise such a model fails
+    allow_cloudpickle: bool = False
+    extra_trusted_types: Sequence[str] = ()
 
 
-def pip_requirements() -> list[str]:
-    """Pinned requirements of a logged sklearn model (never inferred by MLflow: that costs seconds)."""
-    from importlib.metadata import PackageNotFoundError, version
+@dataclass
+class LoadedModel:
+    """A verified, loaded model: the estimator, its logged input signature (None if none) and sha256."""
 
-    pins = []
-    for dist in _PIP_DISTRIBUTIONS:
-        try:
-            pins.append(f"{dist}=={version(dist)}")
-        except PackageNotFoundError:
-            continue
-    return pins
+    model: Any
+    inputs: list[ColumnSpec] | None
+    digest: str
 
 
-@contextmanager
-def quiet_serialization() -> Iterator[None]:
-    """
-    skops looks functions up by scanning every loaded module; Airflow's deprecated-attribute shims
-    answer with a warning each (over 1000 lines per model in a task log). Silence them for the block.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
-
-
-def serialization_options(model: Any) -> dict[str, Any]:
-    """skops with the types this very model needs marked trusted; cloudpickle when skops refuses."""
-    try:
-        import skops.io as sio
-
-        with quiet_serialization():
-            trusted = sio.get_untrusted_types(data=sio.dumps(model))
-        return {"serialization_format": "skops", "skops_trusted_types": trusted}
-    except Exception:  # skops refuses some estimators: fall back explicitly
-        return {"serialization_format": "cloudpickle"}
+def serialization_options(model: Any, policy: ModelLoadPolicy | None = None) -> dict[str, Any]:
+    """skops when the provider can load the model back; cloudpickle only if ``policy`` opts in."""
+    with quiet_serialization():
+        return skops_options(model, policy or ModelLoadPolicy())
 
 
 def _quote(value: str) -> str:
@@ -103,7 +102,19 @@ def _quote(value: str) -> str:
 
 
 class MLflowModelHook(MLflowHook):
-    """Runs, artifacts and models (see the module docstring); every call translated by ``errors``."""
+    """Runs, artifacts and models (see the module docstring); every call translated by ``errors``.
+
+    :param load_policy: what model loads may do (default: the secure :class:`ModelLoadPolicy`).
+    """
+
+    def __init__(
+        self,
+        mlflow_conn_id: str = MLflowHook.default_conn_name,
+        load_policy: ModelLoadPolicy | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(mlflow_conn_id, **kwargs)
+        self.load_policy = load_policy or ModelLoadPolicy()
 
     # -- runs ----------------------------------------------------------------------------------
     def get_run(self, run_id: str) -> Any:
@@ -167,33 +178,106 @@ class MLflowModelHook(MLflowHook):
         import mlflow
         from mlflow.models import infer_signature
 
+        policy = ModelLoadPolicy(
+            extra_trusted_types=(*self.load_policy.extra_trusted_types, *log.extra_trusted_types),
+            allow_cloudpickle_fallback=log.allow_cloudpickle or self.load_policy.allow_cloudpickle_fallback,
+        )
+        options = serialization_options(log.model, policy)  # refuses before any run is started
         with self.session(), self.errors("logging the training run"):
             signature = infer_signature(log.input_example, log.model.predict(log.input_example))
-            with mlflow.start_run(
+            run = mlflow.start_run(
                 experiment_id=log.experiment_id, run_name=log.run_name, tags=dict(log.tags)
-            ) as run:
+            )
+            run_id = str(run.info.run_id)
+            try:
                 mlflow.log_params(dict(log.params))
                 mlflow.log_metrics(dict(log.metrics))
                 with quiet_serialization():
-                    mlflow.sklearn.log_model(
+                    info = mlflow.sklearn.log_model(
                         log.model,
                         name=MODEL_ARTIFACT,
                         signature=signature,
                         input_example=log.input_example,
                         pip_requirements=pip_requirements(),
-                        **serialization_options(log.model),
+                        **options,
                     )
+                mlflow.set_tag(SHA256_TAG, logged_digest(info.model_uri))
                 _log_frame(log.holdout, lineage.HOLDOUT_ARTIFACT)
                 mlflow.set_tag(COMPLETE_TAG, "true")
-                return str(run.info.run_id)
+            except BaseException:
+                self._end_failed(run_id)
+                raise
+            mlflow.end_run("FINISHED")
+            return run_id
+
+    def _end_failed(self, run_id: str) -> None:
+        """
+        The interrupted-run contract: a try that raises ends its run FAILED; if MLflow cannot be told,
+        the run stays RUNNING and the next try of the task instance ends it KILLED. The original error
+        is the one the task reports.
+        """
+        import mlflow
+
+        try:
+            mlflow.end_run("FAILED")
+        except Exception as err:
+            self.log.warning(
+                "Could not end MLflow run %s as FAILED (%s); the next try ends it KILLED",
+                run_id,
+                self._scrub(str(err)),
+            )
 
     # -- models --------------------------------------------------------------------------------
     def load_model(self, model_uri: str) -> Any:
-        """The sklearn model at ``model_uri`` (``runs:/...`` or ``models:/<name>/<version>``)."""
+        """The sklearn model at ``model_uri`` (``runs:/...`` or ``models:/<name>/<version>``), verified."""
+        return self.load_verified(model_uri).model
+
+    def load_verified(self, model_uri: str) -> LoadedModel:
+        """
+        Download, check the recorded sha256 and the load policy, then deserialise (see
+        :mod:`~mlops_provider.hooks.model_safety`); the model with its logged input signature.
+        """
+        with self._checked_artifact(model_uri) as (artifact, trusted, what):
+            with quiet_serialization():
+                model = deserialize(artifact, trusted, self.load_policy, what)
+            return LoadedModel(model, signature_inputs(artifact), artifact.digest)
+
+    def verify_model(self, model_uri: str) -> str:
+        """Every check :meth:`load_verified` makes, without deserialising; the artifact's sha256."""
+        with self._checked_artifact(model_uri) as (artifact, _, _):
+            return artifact.digest
+
+    @contextmanager
+    def _checked_artifact(self, model_uri: str) -> Iterator[tuple[ModelArtifact, list[str], str]]:
         import mlflow
 
-        with self.session(), self.errors(f"loading {model_uri}"), quiet_serialization():
-            return mlflow.sklearn.load_model(model_uri)
+        expected, what = self._recorded_digest(model_uri)
+        with tempfile.TemporaryDirectory() as tmp:
+            with self.session(), self.errors(f"downloading {model_uri}"):
+                local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
+            artifact = read_artifact(local, what)
+            check_digest(artifact, expected, self.load_policy, what)
+            with quiet_serialization():
+                trusted = check_loadable(artifact, self.load_policy, what)
+            yield artifact, trusted, what
+
+    def _recorded_digest(self, model_uri: str) -> tuple[str | None, str]:
+        """The sha256 recorded for the model (version tag, else its run's) and how to name it."""
+        kind, owner, item = parse_model_uri(model_uri)
+        if kind == "run":
+            return self.get_run(owner).data.tags.get(SHA256_TAG), f"model {item!r} of MLflow run {owner}"
+        what = f"{owner} version {item}"
+        with self.client(f"reading {what}") as client:
+            mv = client.get_model_version(owner, item)
+        if str(mv.status) != "READY":
+            raise InvalidInputError(f"{what} is {mv.status}, not READY: its model cannot be loaded yet")
+        expected = (mv.tags or {}).get(SHA256_TAG)
+        if expected is None and mv.run_id:
+            try:
+                expected = self.get_run(mv.run_id).data.tags.get(SHA256_TAG)
+            except MLflowRequestError:  # the run was deleted: the version's tags are all there is
+                expected = None
+        return expected, what
 
     def logged_model_id(self, run_id: str, experiment_id: str, name: str = MODEL_ARTIFACT) -> str | None:
         """The MLflow 3 logged-model id ``runs:/<run_id>/<name>`` resolves to; ``None`` when unknown."""

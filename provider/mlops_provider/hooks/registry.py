@@ -2,31 +2,36 @@
 
 * "No champion" has one rule (:func:`is_missing_alias`): only MLflow's answer that the alias or the
   registered model does not exist. Any other error is translated and fails or retries the task.
-* Registration is idempotent: the version carries ``mlops.training_run_id``; a retry finds it instead
-  of creating another, and when concurrent tries both created one, the lowest is kept.
+* Registration is idempotent: the version carries ``mlops.training_run_id``; a retry (or a create
+  whose answer was lost) finds it instead of creating another; when concurrent tries both created
+  one, the lowest is kept.
 * Alias moves happen under :class:`~mlops_provider.hooks.registry_lock.RegistryLock`, re-read the
   alias first (refusing if it moved since the caller read it), read it back afterwards, keep the old
   version as ``previous_champion`` and append ``{alias, action, from, to, why, who, when}`` to the
   registered-model tag ``mlops.alias_history.<alias>``.
+* A rollback with a request key happens once: retries and clear-and-rerun never flip the alias back.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from mlops_provider.core import lineage
 from mlops_provider.core.gate import HISTORY_TAG, PREVIOUS_ALIAS, append_history, decision_tags, history_entry
-from mlops_provider.exceptions import InvalidInputError, MLflowRequestError
+from mlops_provider.exceptions import InvalidInputError, MLflowRequestError, MLflowUnavailableError
 from mlops_provider.hooks.mlflow import error_code, is_mlflow_error
 from mlops_provider.hooks.models import COMPLETE_TAG, MLflowModelHook
 from mlops_provider.hooks.registry_lock import RegistryLock
 
 CHAMPION_ALIAS = "champion"
 MANAGED_TAG = "mlops.managed"
+ROLLBACK_REQUEST_PREFIX = "mlops.rollback_request."  # + <alias>.<sha256 of the request key>
 
 
 class ChampionChangedError(Exception):
@@ -165,7 +170,12 @@ class MLflowRegistryHook(MLflowModelHook):
             )
             self._complete_tags(model_name, version, all_tags)  # a crashed try may have left some unset
             return str(version.version), False
-        mine = self._create_version(model_name, run_id, all_tags)
+        try:
+            mine: str | None = self._create_version(model_name, run_id, all_tags)
+        except MLflowUnavailableError:
+            if not self._versions_of_run(model_name, run_id):
+                raise  # nothing was created: the task may retry
+            mine = None  # the server committed, its answer was lost: the version found is this call's
         versions = self._versions_of_run(model_name, run_id)
         if not versions:
             raise MLflowRequestError(
@@ -173,7 +183,7 @@ class MLflowRegistryHook(MLflowModelHook):
             )
         for duplicate in versions[1:]:
             self._delete_duplicate(model_name, str(duplicate.version), run_id, str(versions[0].version))
-        return str(versions[0].version), str(versions[0].version) == mine
+        return str(versions[0].version), mine is None or str(versions[0].version) == mine
 
     def _ensure_registered_model(self, model_name: str) -> None:
         with self.client(f"creating registered model {model_name!r}") as client:
@@ -205,13 +215,8 @@ class MLflowRegistryHook(MLflowModelHook):
             return str(mlflow.register_model(f"runs:/{run_id}/model", model_name, tags=dict(tags)).version)
 
     def _delete_duplicate(self, model_name: str, version: str, run_id: str, kept: str) -> None:
-        self.log.warning(
-            "Deleting %s version %s: a concurrent try registered run %s as version %s first",
-            model_name,
-            version,
-            run_id,
-            kept,
-        )
+        message = "Deleting %s version %s: a concurrent try registered run %s as version %s first"
+        self.log.warning(message, model_name, version, run_id, kept)
         with self.client(f"deleting duplicate {model_name} version {version}") as client:
             try:
                 client.delete_model_version(model_name, version)
@@ -230,6 +235,14 @@ class MLflowRegistryHook(MLflowModelHook):
         self.set_version_tags(summary["model_name"], summary["new_version"], decision_tags(summary))
 
     # -- alias moves ---------------------------------------------------------------------------
+    @contextmanager
+    def _locked(self, model_name: str, alias: str, owner: str) -> Iterator[tuple[Any, RegistryLock]]:
+        with (
+            self.client(f"moving {model_name}@{alias}") as client,
+            RegistryLock(client, model_name, owner=owner, where=f"MLflow at {self.describe()}") as lock,
+        ):
+            yield client, lock
+
     def move_alias(
         self,
         *,
@@ -244,36 +257,48 @@ class MLflowRegistryHook(MLflowModelHook):
     ) -> None:
         """Move ``alias`` to ``new_version`` if it still points at ``expected_old``; else
         :class:`ChampionChangedError`. Recorded in the alias history."""
-        with (
-            self.client(f"moving {model_name}@{alias}") as client,
-            RegistryLock(client, model_name, owner=lock_owner),
-        ):
-            current = self.alias_version(model_name, alias)
-            if current != expected_old:
-                raise ChampionChangedError(expected_old, current)
-            if expected_old is not None and alias != PREVIOUS_ALIAS:
-                client.set_registered_model_alias(model_name, PREVIOUS_ALIAS, expected_old)
-            client.set_registered_model_alias(model_name, alias, new_version)
-            after = self.alias_version(model_name, alias)
-            if after != str(new_version):
-                raise MLflowRequestError(
-                    f"{model_name}@{alias}: read back version {after} after moving it to {new_version}"
-                )
-            key = HISTORY_TAG.format(alias=alias)
-            existing = client.get_registered_model(model_name).tags.get(key)
-            entry = history_entry(
-                alias=alias,
-                from_version=expected_old,
-                to_version=new_version,
-                why=why,
-                who=who,
-                action=action,
-            )
-            client.set_registered_model_tag(model_name, key, append_history(existing, entry))
+        move = _Move(model_name, alias, expected_old, str(new_version), why, who, action)
+        with self._locked(model_name, alias, lock_owner) as (client, lock):
+            self._move(client, lock, move)
         self.log.info(
             "Moved %s@%s from %s to %s (%s by %s)", model_name, alias, expected_old, new_version, action, who
         )
 
+    def _move(self, client: Any, lock: RegistryLock, move: _Move) -> None:
+        """The move itself, under ``lock``: re-read, keep the previous version, move, read back, record."""
+        name, alias = move.model_name, move.alias
+        current = self.alias_version(name, alias)
+        if current != move.origin:
+            raise ChampionChangedError(move.origin, current)
+        lock.ensure_held()
+        if move.origin is not None and alias != PREVIOUS_ALIAS:
+            client.set_registered_model_alias(name, PREVIOUS_ALIAS, move.origin)
+        client.set_registered_model_alias(name, alias, move.target)
+        after = self.alias_version(name, alias)
+        if after != move.target:
+            raise MLflowRequestError(
+                f"{name}@{alias}: read back version {after} after moving it to {move.target}"
+            )
+        self._append_history(client, move)
+
+    def _append_history(self, client: Any, move: _Move, only_if_missing: bool = False) -> None:
+        """Append ``move`` to the alias history (``only_if_missing``: unless it is the last entry)."""
+        key = HISTORY_TAG.format(alias=move.alias)
+        existing = client.get_registered_model(move.model_name).tags.get(key)
+        last = (_json(existing, list) or [{}])[-1]
+        if only_if_missing and (last.get("from"), last.get("to"), last.get("action")) == move.edge:
+            return
+        entry = history_entry(
+            alias=move.alias,
+            from_version=move.origin,
+            to_version=move.target,
+            why=move.why,
+            who=move.who,
+            action=move.action,
+        )
+        client.set_registered_model_tag(move.model_name, key, append_history(existing, entry))
+
+    # -- rollback ------------------------------------------------------------------------------
     def rollback(
         self,
         model_name: str,
@@ -283,43 +308,51 @@ class MLflowRegistryHook(MLflowModelHook):
         who: str,
         request_key: str | None = None,
     ) -> dict[str, Any]:
-        """Move ``alias`` back to ``to_version`` (default: ``previous_champion``), recorded like a promotion."""
-        current = self.alias_version(model_name, alias)
-        target = self._rollback_target(model_name, to_version)
-        summary: dict[str, Any] = {
-            "decision": "rolled_back",
-            "gates": [],
-            "old_version": current,
-            "new_version": target,
-            "reason": reason,
-            "alias": alias,
-            "model_name": model_name,
-        }
-        if current == target:
-            summary.update(decision="skipped", reason=f"{model_name}@{alias} already is version {target}")
-            return summary
-        self.move_alias(
-            model_name=model_name,
-            alias=alias,
-            expected_old=current,
-            new_version=target,
-            why=reason,
-            who=who,
-            action="rollback",
-            lock_owner=who,
-        )
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        self.set_version_tags(
-            model_name,
-            target,
-            {
-                "mlops.rollback.from_version": str(current),
-                "mlops.rollback.reason": reason[:4000],
-                "mlops.rollback.by": who,
-                "mlops.rollback.at": stamp,
-            },
-        )
+        """
+        Move ``alias`` back to ``to_version`` (default: ``previous_champion``), recorded like a promotion.
+
+        With a ``request_key`` (the task instance) the rollback happens once: the request
+        ``{from, to, state}`` is recorded on the registered model before the alias moves; a later try
+        with the same key finishes a half-done move to the recorded target, or does nothing once done.
+        """
+        with self._locked(model_name, alias, who) as (client, lock):
+            tag = request_tag(alias, request_key) if request_key else None
+            record = _json(client.get_registered_model(model_name).tags.get(tag), dict) if tag else None
+            if record and record.get("state") == "done":
+                done, old, new = f"rollback {request_key} already done", record.get("from"), record.get("to")
+                return _summary(model_name, alias, old, new, done, "skipped")
+            current = self.alias_version(model_name, alias)
+            if record:  # an earlier try died part-way: finish what it recorded, never re-decide
+                origin, target = record.get("from"), str(record.get("to"))
+                if current not in (origin, target):
+                    raise ChampionChangedError(origin, current)
+            else:
+                origin, target = current, self._rollback_target(model_name, to_version)
+            move = _Move(model_name, alias, origin, target, reason, who, "rollback")
+            summary = _summary(model_name, alias, origin, target, reason, "rolled_back")
+            if origin == target:
+                summary.update(decision="skipped", reason=f"{model_name}@{alias} already is version {target}")
+            elif current == origin:
+                self._set_record(client, tag, move, request_key, "moving")
+                self._move(client, lock, move)
+            else:  # the alias moved, but the try died before recording it
+                self._append_history(client, move, only_if_missing=True)
+            if origin != target:
+                self._tag_rollback(move)
+            self._set_record(client, tag, move, request_key, "done")
         return summary
+
+    def _set_record(self, client: Any, tag: str | None, move: _Move, key: str | None, state: str) -> None:
+        if tag is not None:
+            value = {"key": (key or "")[:500], "from": move.origin, "to": move.target, "state": state}
+            client.set_registered_model_tag(move.model_name, tag, json.dumps(value))
+
+    def _tag_rollback(self, move: _Move) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        tags = {"from_version": str(move.origin), "reason": move.why[:4000], "by": move.who, "at": stamp}
+        self.set_version_tags(
+            move.model_name, move.target, {f"mlops.rollback.{k}": v for k, v in tags.items()}
+        )
 
     def _rollback_target(self, model_name: str, to_version: Any) -> str:
         if to_version not in (None, ""):
@@ -333,3 +366,35 @@ class MLflowRegistryHook(MLflowModelHook):
             target = found
         self.model_version(model_name, target)  # it must exist
         return target
+
+
+@dataclass(frozen=True)
+class _Move:
+    model_name: str
+    alias: str
+    origin: str | None
+    target: str
+    why: str
+    who: str
+    action: str
+
+    edge = property(lambda self: (self.origin, self.target, self.action))
+
+
+def request_tag(alias: str, request_key: str) -> str:
+    """The registered-model tag recording rollback request ``request_key`` of ``alias``."""
+    return f"{ROLLBACK_REQUEST_PREFIX}{alias}.{hashlib.sha256(request_key.encode()).hexdigest()[:20]}"
+
+
+def _json(raw: str | None, kind: type) -> Any:
+    """``raw`` parsed when it is a JSON ``kind`` (list or dict), else ``None``."""
+    try:
+        value = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return value if isinstance(value, kind) else None
+
+
+def _summary(model_name: str, alias: str, old: Any, new: Any, reason: str, decision: str) -> dict[str, Any]:
+    keys = ("decision", "gates", "old_version", "new_version", "reason", "alias", "model_name")
+    return dict(zip(keys, (decision, [], old, new, reason, alias, model_name), strict=True))

@@ -10,6 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_provider.exceptions import airflow_errors
 from mlops_provider.hooks.mlflow import MLflowHookMixin
+from mlops_provider.hooks.model_safety import ModelLoadPolicy
 from mlops_provider.hooks.models import MLflowModelHook
 from mlops_provider.links.mlflow import MLflowRunLink
 
@@ -33,6 +34,9 @@ class EvaluateModelOperator(MLflowHookMixin, BaseOperator):
     and slice metrics: PromoteModelOperator reuses the challenger's numbers from it instead of loading
     the model again, when all of that matches what it would score.
 
+    The model is loaded only after its recorded sha256 matches, and never with pickle or skops types
+    outside the provider's allowlist unless opted in (see :mod:`mlops_provider.hooks.model_safety`).
+
     Slices: a numeric ``slice_column`` with more than 10 distinct values is cut into quartile buckets
     (labels like ``(12.5, 17.0]``); otherwise each value (and "<missing>") is a slice.
 
@@ -44,6 +48,9 @@ class EvaluateModelOperator(MLflowHookMixin, BaseOperator):
     :param compute_importance: compute permutation feature importance.
     :param importance_max_rows: rows sampled for permutation importance.
     :param mlflow_conn_id: MLflow connection. (templated)
+    :param allow_pickle: load a pickle/cloudpickle model (can run arbitrary code; trusted store only).
+    :param extra_trusted_types: skops types trusted besides scikit-learn, numpy and scipy. (templated)
+    :param allow_unverified_models: load a model without a recorded sha256 (logged by older code).
     :return: ``{"run_id", "metrics", "primary_metric", "slices", "non_finite"}``
     """
 
@@ -53,6 +60,7 @@ class EvaluateModelOperator(MLflowHookMixin, BaseOperator):
         "slice_column",
         "primary_metric",
         "mlflow_conn_id",
+        "extra_trusted_types",
     )
     operator_extra_links = (MLflowRunLink(),)
     ui_color = "#d4e8ff"
@@ -68,6 +76,9 @@ class EvaluateModelOperator(MLflowHookMixin, BaseOperator):
         compute_importance: bool = True,
         importance_max_rows: int = 2000,
         mlflow_conn_id: str = MLflowModelHook.default_conn_name,
+        allow_pickle: bool = False,
+        extra_trusted_types: Sequence[str] | None = None,
+        allow_unverified_models: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -78,10 +89,18 @@ class EvaluateModelOperator(MLflowHookMixin, BaseOperator):
         self.compute_importance = compute_importance
         self.importance_max_rows = importance_max_rows
         self.mlflow_conn_id = mlflow_conn_id
+        self.allow_pickle = allow_pickle
+        self.extra_trusted_types = extra_trusted_types
+        self.allow_unverified_models = allow_unverified_models
 
     def execute(self, context: Context) -> dict[str, Any]:
         if not isinstance(self.run_id, str) or not self.run_id.strip():
             raise AirflowFailException(f"run_id must be a non-empty string, got {self.run_id!r}")
+        self.hook.load_policy = ModelLoadPolicy.from_args(
+            allow_pickle=self.allow_pickle,
+            extra_trusted_types=self.extra_trusted_types,
+            allow_unverified=self.allow_unverified_models,
+        )
         run = self.hook.run_lineage(self.run_id)
         task_type, primary = self._task_and_primary(run)
         holdout = self.hook.load_holdout(self.run_id)

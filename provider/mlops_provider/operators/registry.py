@@ -1,9 +1,7 @@
 """Model registry operators: register a run's model, gate and promote it, roll the champion back.
 
-Every registry call goes through :class:`~mlops_provider.hooks.registry.MLflowRegistryHook`
-(idempotent registration, the one "no champion" rule, alias moves under a lock with read-back and
-history); what the gate scores comes from :class:`~mlops_provider.hooks.gate.GateScorer`, the decision
-from :mod:`mlops_provider.core.gate`.
+Registry calls go through :class:`~mlops_provider.hooks.registry.MLflowRegistryHook`; what the gate
+scores comes from :class:`~mlops_provider.hooks.gate.GateScorer`, the decision from core.gate.
 
 * ``approval="manual"`` uses Airflow 3.3's human-in-the-loop: after the gates pass the task waits
   (state ``awaiting_input``) for "Approve"/"Reject" in the UI's Required Actions, and moves the alias in
@@ -23,6 +21,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from mlops_provider.core import lineage
 from mlops_provider.exceptions import airflow_errors
 from mlops_provider.hooks.approval import REJECT, ApprovalHook, approval_text
+from mlops_provider.hooks.gate import SUMMARY_KEYS, forced_record, trigger_requests
 from mlops_provider.hooks.mlflow import MLflowHookMixin
 from mlops_provider.hooks.registry import ChampionChangedError, MLflowRegistryHook, check_model_name
 from mlops_provider.links.mlflow import MLflowModelVersionLink
@@ -34,19 +33,6 @@ if TYPE_CHECKING:
     from mlops_provider.hooks.gate import GateRequest, GateScores
 
 ON_REFUSE = ("fail", "skip")
-SUMMARY_KEYS = [
-    "decision",
-    "gates",
-    "old_version",
-    "new_version",
-    "reason",
-    "metrics",
-    "challenger_metrics_source",
-    "alias",
-    "model_name",
-    "dag_run",
-    "decided_by",
-]
 
 
 def _who(context: Context) -> str:
@@ -113,7 +99,7 @@ class PromoteModelOperator(MLflowHookMixin, BaseOperator):
 
     With no champion, ``first_run`` decides: ``promote`` (when the absolute gates pass) or
     ``require_approval`` (a human decides, see ``approval``). NaN/inf metrics fail their gates.
-    The decision is recorded as ``mlops.gate.*`` tags on the version.
+    The decision is recorded as ``mlops.gate.*`` tags on the version (a forced one with who and why).
 
     The challenger's numbers come from EvaluateModelOperator's record when it matches what the gate
     would score (:mod:`mlops_provider.hooks.gate`), else it is scored here; the champion always is.
@@ -128,18 +114,22 @@ class PromoteModelOperator(MLflowHookMixin, BaseOperator):
     :param slices: slice-gap gate. (templated)
     :param first_run: ``promote`` | ``require_approval``. (templated)
     :param alias: the alias to move. (templated)
-    :param approval: ``auto`` | ``manual`` (Airflow human-in-the-loop). (templated)
-    :param skip_vs_champion: skip the champion comparison; needs ``force_reason``.
-    :param force_reason: why the champion comparison is skipped; recorded. (templated)
+    :param approval: ``auto`` | ``manual`` (human-in-the-loop); never below ``approval_floor``. (templated)
+    :param approval_floor: the least strict mode allowed (``promotion.approval``). (templated)
+    :param skip_vs_champion: skip the champion comparison; needs ``allow_forced`` and ``force_reason``.
+    :param allow_forced: whether ``skip_vs_champion`` is allowed (``promotion.allow_forced``). (templated)
+    :param force_reason: why the champion comparison is skipped; recorded with who triggered. (templated)
     :param on_refuse: ``fail`` (AirflowFailException) | ``skip`` (AirflowSkipException). (templated)
     :param approved_by: an approval already given (e.g. by an upstream ApprovalOperator). (templated)
     :param response_timeout: how long a manual approval may wait; no answer means "Reject".
     :param reuse_evaluation: take the challenger's metrics from EvaluateModelOperator's record when it
         matches (saves loading and scoring the challenger); ``False`` always recomputes them.
+    :param allow_pickle: load pickle/cloudpickle models (they can run code; a trusted registry only).
+    :param extra_trusted_types: skops types trusted besides scikit-learn, numpy and scipy. (templated)
+    :param allow_unverified_models: load a version without a recorded sha256 (logged by older code).
     :param mlflow_conn_id: MLflow connection. (templated)
-    :return: ``{"decision": "promoted"|"refused"|"skipped", "gates": [...], "old_version",
-        "new_version", "reason", "metrics": {"challenger": {...}, "champion": {...}|None},
-        "challenger_metrics_source": "evaluation"|"computed"}``
+    :return: ``{"decision": "promoted"|"refused"|"skipped", "gates": [...], "old_version", "new_version",
+        "reason", "metrics": {"challenger": {...}, "champion": {...}|None}, "challenger_metrics_source"}``
     """
 
     template_fields: Sequence[str] = (
@@ -152,10 +142,13 @@ class PromoteModelOperator(MLflowHookMixin, BaseOperator):
         "first_run",
         "alias",
         "approval",
+        "approval_floor",
         "skip_vs_champion",
+        "allow_forced",
         "force_reason",
         "on_refuse",
         "approved_by",
+        "extra_trusted_types",
         "mlflow_conn_id",
     )
     operator_extra_links = (MLflowModelVersionLink(),)
@@ -174,12 +167,17 @@ class PromoteModelOperator(MLflowHookMixin, BaseOperator):
         first_run: str = "promote",
         alias: str = "champion",
         approval: str = "auto",
+        approval_floor: str = "auto",
         skip_vs_champion: bool | str = False,
+        allow_forced: bool | str = True,
         force_reason: str | None = None,
         on_refuse: str = "fail",
         approved_by: str | None = None,
         response_timeout: Any = None,
         reuse_evaluation: bool | str = True,
+        allow_pickle: bool = False,
+        extra_trusted_types: Sequence[str] | None = None,
+        allow_unverified_models: bool = False,
         mlflow_conn_id: str = MLflowRegistryHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -193,21 +191,29 @@ class PromoteModelOperator(MLflowHookMixin, BaseOperator):
         self.first_run = first_run
         self.alias = alias
         self.approval = approval
+        self.approval_floor = approval_floor
         self.skip_vs_champion = skip_vs_champion
+        self.allow_forced = allow_forced
         self.force_reason = force_reason
         self.on_refuse = on_refuse
         self.approved_by = approved_by
         self.response_timeout = response_timeout
         self.reuse_evaluation = reuse_evaluation
+        self.allow_pickle = allow_pickle
+        self.extra_trusted_types = extra_trusted_types
+        self.allow_unverified_models = allow_unverified_models
         self.mlflow_conn_id = mlflow_conn_id
 
     # -- phase 1: score and decide --------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops_provider.hooks.gate import GateScorer
+        from mlops_provider.hooks.gate import GateScorer, decide_gate
 
         request = self._request()
         scores = GateScorer(self.hook).score(request)
-        decision = self._decide(request, scores)
+        approval = "auto" if (self.approved_by or "").strip() else self.approval  # given upstream already
+        decision = decide_gate(
+            request, scores, self.thresholds, self.vs_champion, self.slices, self.first_run, approval
+        )
         summary = self._summary(context, request, scores, decision)
         if scores.champion_version == request.version:
             summary.update(
@@ -227,25 +233,26 @@ class PromoteModelOperator(MLflowHookMixin, BaseOperator):
     def _request(self) -> GateRequest:
         """Check the arguments (a retry cannot fix them) and say what the gate scores."""
         from mlops_provider.hooks.gate import gate_request
+        from mlops_provider.hooks.model_safety import ModelLoadPolicy
 
         name = check_model_name(self.model_name)
-        version = str(self.version).strip()
-        if not version.isdigit():
-            raise AirflowFailException(f"version must be a model version number, got {self.version!r}")
         if self.on_refuse not in ON_REFUSE:
             raise AirflowFailException(
                 f"on_refuse must be one of {', '.join(ON_REFUSE)}, got {self.on_refuse!r}"
             )
         with airflow_errors():
-            self.skip_vs_champion = lineage.as_bool(self.skip_vs_champion, "skip_vs_champion")
             self.reuse_evaluation = lineage.as_bool(self.reuse_evaluation, "reuse_evaluation")
-        if self.skip_vs_champion and not (self.force_reason or "").strip():
-            raise AirflowFailException(
-                "skip_vs_champion=True needs a force_reason (it is recorded with the decision)"
-            )
+        self.hook.load_policy = ModelLoadPolicy.from_args(
+            allow_pickle=self.allow_pickle,
+            extra_trusted_types=self.extra_trusted_types,
+            allow_unverified=self.allow_unverified_models,
+        )
+        self.approval, self.skip_vs_champion = trigger_requests(
+            self.approval, self.approval_floor, self.skip_vs_champion, self.allow_forced, self.force_reason
+        )
         return gate_request(
             name,
-            version,
+            self.version,
             alias=self.alias,
             task_type=self.ml_task_type,
             thresholds=self.thresholds,
@@ -253,14 +260,6 @@ class PromoteModelOperator(MLflowHookMixin, BaseOperator):
             slices=self.slices,
             skip_vs_champion=self.skip_vs_champion,
             reuse_evaluation=self.reuse_evaluation,
-        )
-
-    def _decide(self, request: GateRequest, scores: GateScores) -> Decision:
-        from mlops_provider.hooks.gate import decide_gate
-
-        approval = "auto" if (self.approved_by or "").strip() else self.approval
-        return decide_gate(
-            request, scores, self.thresholds, self.vs_champion, self.slices, self.first_run, approval
         )
 
     def _summary(
@@ -278,6 +277,7 @@ class PromoteModelOperator(MLflowHookMixin, BaseOperator):
             "alias": self.alias,
             "model_name": request.model_name,
             "dag_run": _who(context),
+            **forced_record(self.skip_vs_champion, self.force_reason, lineage.triggering_user(context)),
         }
 
     # -- outcomes ----------------------------------------------------------------------------------

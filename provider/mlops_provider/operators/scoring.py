@@ -10,6 +10,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_provider.core import lineage
+from mlops_provider.exceptions import airflow_errors
 from mlops_provider.hooks.data import DataHook
 from mlops_provider.hooks.mlflow import MLflowHookMixin
 from mlops_provider.hooks.registry import MLflowRegistryHook
@@ -18,6 +19,8 @@ from mlops_provider.links.mlflow import MLflowModelVersionLink
 if TYPE_CHECKING:
     import pandas as pd
     from airflow.sdk import Context
+
+    from mlops_provider.hooks.models import LoadedModel
 
 ROW_COLUMN = "row"
 PREDICTION_COLUMN = "prediction"
@@ -49,7 +52,16 @@ class BatchScoreOperator(MLflowHookMixin, BaseOperator):
     The alias is resolved ONCE to a version and that exact version (``models:/<name>/<version>``) scores
     every chunk, so a promotion during the run cannot mix two models. The output holds ``row`` (the
     input row number), the ``id_columns``, ``prediction`` and ``model_version``; it is written to a
-    temporary name and then renamed (or moved, on object stores). No champion: the task is skipped.
+    temporary name and then renamed (or moved, on object stores). No champion, or a batch without
+    rows: the task is skipped (and nothing is written).
+
+    Before scoring, the model is verified (its recorded sha256; no pickle; skops types on the
+    provider's allowlist: see :mod:`mlops_provider.hooks.model_safety`) and the batch is checked against
+    the model's logged signature and the model itself (:mod:`mlops_provider.core.scoring`): missing
+    columns, text in a numeric column, numbers in a text column, infinite values, and missing values
+    the model cannot take each fail the task without a retry, naming the columns. The share of rows
+    with a category the model never saw is returned per column (``unseen_share``); above
+    ``max_unseen_share`` the task warns or fails (``on_unseen``).
 
     :param model_name: registered model name. (templated)
     :param data_uri: data to score (path, glob or URI; CSV/Parquet). (templated)
@@ -60,7 +72,13 @@ class BatchScoreOperator(MLflowHookMixin, BaseOperator):
     :param base_dir: folder relative local paths resolve against. (templated)
     :param data_conn_id: Airflow connection for remote data URIs (input and output). (templated)
     :param mlflow_conn_id: MLflow connection. (templated)
-    :return: ``{"model_name", "version", "rows", "output_uri"}``
+    :param max_unseen_share: largest share (0-1) of rows with an unseen category allowed in any column;
+        ``None``: no limit, shares only reported. (templated)
+    :param on_unseen: ``warn`` or ``fail`` when a column exceeds ``max_unseen_share``. (templated)
+    :param allow_pickle: load a pickle/cloudpickle model (can run arbitrary code; trusted registry only).
+    :param extra_trusted_types: skops types trusted besides scikit-learn, numpy and scipy. (templated)
+    :param allow_unverified_models: load a version without a recorded sha256 (logged by older code).
+    :return: ``{"model_name", "version", "rows", "output_uri", "unseen_share"}``
     """
 
     template_fields: Sequence[str] = (
@@ -72,6 +90,9 @@ class BatchScoreOperator(MLflowHookMixin, BaseOperator):
         "base_dir",
         "data_conn_id",
         "mlflow_conn_id",
+        "max_unseen_share",
+        "on_unseen",
+        "extra_trusted_types",
     )
     operator_extra_links = (MLflowModelVersionLink(),)
     ui_color = "#d0ffd8"
@@ -89,6 +110,11 @@ class BatchScoreOperator(MLflowHookMixin, BaseOperator):
         base_dir: str | None = None,
         data_conn_id: str | None = None,
         mlflow_conn_id: str = MLflowRegistryHook.default_conn_name,
+        max_unseen_share: float | None = None,
+        on_unseen: str = "warn",
+        allow_pickle: bool = False,
+        extra_trusted_types: Sequence[str] | None = None,
+        allow_unverified_models: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -101,10 +127,25 @@ class BatchScoreOperator(MLflowHookMixin, BaseOperator):
         self.base_dir = base_dir
         self.data_conn_id = data_conn_id
         self.mlflow_conn_id = mlflow_conn_id
+        self.max_unseen_share = max_unseen_share
+        self.on_unseen = on_unseen
+        self.allow_pickle = allow_pickle
+        self.extra_trusted_types = extra_trusted_types
+        self.allow_unverified_models = allow_unverified_models
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_provider.core.scoring import check_unseen_options
+        from mlops_provider.hooks.model_safety import ModelLoadPolicy
+
         if isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, int) or self.chunk_size < 1:
             raise AirflowFailException(f"chunk_size must be a positive integer, got {self.chunk_size!r}")
+        with airflow_errors():
+            max_share = check_unseen_options(self.max_unseen_share, self.on_unseen)
+        self.hook.load_policy = ModelLoadPolicy.from_args(
+            allow_pickle=self.allow_pickle,
+            extra_trusted_types=self.extra_trusted_types,
+            allow_unverified=self.allow_unverified_models,
+        )
         id_columns = list(self.id_columns or [])
         data = DataHook(conn_id=self.data_conn_id, base_dir=self.base_dir)
         source = data.resolve(self.data_uri)
@@ -114,18 +155,25 @@ class BatchScoreOperator(MLflowHookMixin, BaseOperator):
                 f"{self.model_name}@{self.alias} does not exist (no champion yet): nothing to score {source} with"
             )
         features = self._features(version)
-        model = self.hook.load_model(f"models:/{self.model_name}/{version}")
-        self.log.info(
-            "Scoring %s with %s version %s (resolved from @%s)", source, self.model_name, version, self.alias
-        )
         frame = data.read_frame(source)
+        if len(frame) == 0:
+            raise AirflowSkipException(f"{source} has no rows: nothing to score, no output written")
         missing = [c for c in [*features, *id_columns] if c not in frame.columns]
         if missing:
             raise AirflowFailException(
                 f"{source}: missing column(s) {', '.join(map(repr, missing))} needed by {self.model_name} "
                 f"version {version}"
             )
-        predictions = score_in_chunks(model, frame, features, self.chunk_size, id_columns)
+        loaded = self.hook.load_verified(f"models:/{self.model_name}/{version}")
+        where = f"{source}, scored by {self.model_name} version {version}"
+        shares = self._check_batch(frame, features, loaded, where, max_share)
+        self.log.info(
+            "Scoring %s with %s version %s (resolved from @%s)", source, self.model_name, version, self.alias
+        )
+        try:
+            predictions = score_in_chunks(loaded.model, frame, features, self.chunk_size, id_columns)
+        except (ValueError, TypeError) as err:  # the data, not the moment: a retry cannot help
+            raise AirflowFailException(f"{where}: the model refused the batch: {err}") from None
         predictions[VERSION_COLUMN] = str(version)
         written = data.write_frame(predictions, self.output_uri)
         MLflowModelVersionLink.persist(context, self.hook.model_version_url(self.model_name, version))
@@ -134,7 +182,33 @@ class BatchScoreOperator(MLflowHookMixin, BaseOperator):
             "version": str(version),
             "rows": len(predictions),
             "output_uri": written,
+            "unseen_share": shares,
         }
+
+    def _check_batch(
+        self,
+        frame: pd.DataFrame,
+        features: list[str],
+        loaded: LoadedModel,
+        where: str,
+        max_share: float | None,
+    ) -> dict[str, float]:
+        """The batch against the model's signature and encoders; the unseen share per column."""
+        from mlops_provider.core.scoring import check_batch, model_inputs, over_limit
+
+        with airflow_errors():
+            shares = check_batch(frame, features, loaded.inputs, model_inputs(loaded.model, features), where)
+        if any(shares.values()):
+            self.log.info("Share of rows with an unseen category, per column: %s", shares)
+        over = over_limit(shares, max_share)
+        if over:
+            message = f"{where}: unseen categories above max_unseen_share {max_share}: " + ", ".join(
+                f"{name!r} {share:.1%}" for name, share in sorted(over.items())
+            )
+            if self.on_unseen == "fail":
+                raise AirflowFailException(message)
+            self.log.warning("%s", message)
+        return shares
 
     def _features(self, version: str) -> list[str]:
         mv = self.hook.model_version(self.model_name, version)

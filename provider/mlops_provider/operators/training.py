@@ -43,8 +43,12 @@ class TrainModelOperator(MLflowHookMixin, BaseOperator):
     :param model_name: registered model name; the default experiment name. (templated)
     :param data_uri: training data: path, glob or URI (CSV/Parquet). (templated)
     :param target: target column. (templated)
-    :param estimator: import path of a scikit-learn estimator class or of a factory returning an
-        estimator/Pipeline, e.g. ``sklearn.ensemble.RandomForestClassifier``. (templated)
+    :param estimator: import path of an estimator class in ``sklearn``/``xgboost``/``lightgbm`` (e.g.
+        ``sklearn.ensemble.RandomForestClassifier``), or of a factory function returning an
+        estimator/Pipeline from a module in ``estimator_modules``; nothing else is imported or called
+        (:mod:`mlops_provider.core.estimators`). (templated)
+    :param estimator_modules: your modules whose estimator classes and factory functions are
+        accepted (the config's ``training.allowed_modules``). (templated)
     :param features: feature columns; default every column but the target. (templated)
     :param estimator_params: keyword arguments for the estimator (or factory). Not ``params``: Airflow
         merges DAG params into an operator's ``params`` argument. (templated)
@@ -56,7 +60,16 @@ class TrainModelOperator(MLflowHookMixin, BaseOperator):
     :param validation_result: outcome of the upstream data validation (``passed``/``warned``/
         ``failed``/``not_run`` or a validation summary dict). (templated)
     :param base_dir: folder relative local paths resolve against. (templated)
+    :param allowed_data_prefixes: when given (the factory gives the config's
+        ``data.allowed_training_prefixes``), ``data_uri`` must be ``default_data_uri`` or lie inside one
+        of these folders/bucket paths, compared as resolved paths by whole segments; ``None`` (the
+        default) checks nothing. (templated)
+    :param default_data_uri: the configured training data, always accepted. (templated)
     :param data_conn_id: Airflow connection for remote data URIs. (templated)
+    :param allow_cloudpickle: log a model skops cannot serialise with cloudpickle (loading it then needs
+        ``allow_pickle`` everywhere it is loaded); otherwise such a model fails the task.
+    :param extra_trusted_types: skops types the model may hold besides scikit-learn, numpy and scipy
+        (checked at log time: a model the loaders would refuse is never registered). (templated)
     :param mlflow_conn_id: MLflow connection. (templated)
     :return: ``{"run_id", "experiment_id", "model_uri", "holdout_uri", "training_data_uri",
         "training_data_fingerprint", "n_train", "n_holdout", "task_type", "trigger"}``; ``trigger``
@@ -65,10 +78,12 @@ class TrainModelOperator(MLflowHookMixin, BaseOperator):
     """
 
     template_fields: Sequence[str] = (
+        "extra_trusted_types",
         "model_name",
         "data_uri",
         "target",
         "estimator",
+        "estimator_modules",
         "features",
         "estimator_params",
         "ml_task_type",
@@ -76,6 +91,8 @@ class TrainModelOperator(MLflowHookMixin, BaseOperator):
         "config_hash",
         "validation_result",
         "base_dir",
+        "allowed_data_prefixes",
+        "default_data_uri",
         "data_conn_id",
         "mlflow_conn_id",
     )
@@ -99,7 +116,12 @@ class TrainModelOperator(MLflowHookMixin, BaseOperator):
         config_hash: str | None = None,
         validation_result: str | Mapping[str, Any] | None = None,
         base_dir: str | None = None,
+        estimator_modules: Sequence[str] | None = None,
+        allowed_data_prefixes: Sequence[str] | None = None,
+        default_data_uri: str | None = None,
         data_conn_id: str | None = None,
+        allow_cloudpickle: bool = False,
+        extra_trusted_types: Sequence[str] | None = None,
         mlflow_conn_id: str = MLflowModelHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -117,7 +139,12 @@ class TrainModelOperator(MLflowHookMixin, BaseOperator):
         self.config_hash = config_hash
         self.validation_result = validation_result
         self.base_dir = base_dir
+        self.estimator_modules = estimator_modules
+        self.allowed_data_prefixes = allowed_data_prefixes
+        self.default_data_uri = default_data_uri
         self.data_conn_id = data_conn_id
+        self.allow_cloudpickle = allow_cloudpickle
+        self.extra_trusted_types = extra_trusted_types
         self.mlflow_conn_id = mlflow_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -127,6 +154,7 @@ class TrainModelOperator(MLflowHookMixin, BaseOperator):
             validation = lineage.normalise_validation_result(self.validation_result)
         data = DataHook(conn_id=self.data_conn_id, base_dir=self.base_dir)
         uri = data.resolve(self.data_uri)
+        self._check_data_scope()
         frame = data.read_frame(uri)
         data_fingerprint = data.fingerprint(frame)
         result = self._train(frame, uri)
@@ -153,6 +181,20 @@ class TrainModelOperator(MLflowHookMixin, BaseOperator):
             "trigger": trigger,
         }
 
+    def _check_data_scope(self) -> None:
+        """A trigger's data override: only the configured data or inside an allowed prefix."""
+        if self.allowed_data_prefixes is None:
+            return
+        from mlops_provider.core.data_scope import check_training_data
+
+        prefixes = self.allowed_data_prefixes
+        if isinstance(prefixes, str):  # a rendered template of one prefix
+            prefixes = [prefixes]
+        with airflow_errors():
+            check_training_data(
+                self.data_uri, default=self.default_data_uri, prefixes=prefixes, base_dir=self.base_dir
+            )
+
     def _train(self, frame: pd.DataFrame, uri: str) -> TrainingResult:
         from mlops_provider.core.training import TrainingSpec, train
 
@@ -164,6 +206,7 @@ class TrainModelOperator(MLflowHookMixin, BaseOperator):
             task_type=self.ml_task_type,
             test_size=self.test_size,
             random_state=self.random_state,
+            allowed_modules=tuple(self.estimator_modules or ()),
         )
         with airflow_errors(f"training {self.model_name!r} on {uri}"):
             result = train(frame, spec, where=uri)
@@ -205,6 +248,7 @@ class TrainModelOperator(MLflowHookMixin, BaseOperator):
             lineage.TRY_NUMBER: identity["try_number"],
             lineage.TRIGGER_CAUSE: trigger["cause"],
             lineage.TRIGGER_DRIFT_EVENTS: _json_param(trigger["drift_events"]),
+            **lineage.trigger_tags(trigger),
             "mlops.model_name": self.model_name,
             "mlops.estimator": self.estimator,
         }
@@ -273,5 +317,7 @@ class TrainModelOperator(MLflowHookMixin, BaseOperator):
                 model=result.model,
                 input_example=result.X_train.head(INPUT_EXAMPLE_ROWS),
                 holdout=result.holdout,
+                allow_cloudpickle=bool(self.allow_cloudpickle),
+                extra_trusted_types=tuple(self.extra_trusted_types or ()),
             )
         )

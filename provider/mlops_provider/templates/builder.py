@@ -9,52 +9,38 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from datetime import timedelta
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import DAG, BaseOperator, get_parsing_context
-from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_provider.core.lineage import config_hash
 from mlops_provider.core.paths import mlops_home
 from mlops_provider.templates import docs
 from mlops_provider.templates.heap import frozen_heap
-from mlops_provider.templates.jinja import macros, safe_template, xcom_value
-from mlops_provider.templates.loader import ConfigProblem, LoadedConfig, load_configs
+from mlops_provider.templates.jinja import (
+    macros,
+    safe_template,
+    training_data_guard,
+    training_data_uri,
+    xcom_value,
+)
+from mlops_provider.templates.loader import LoadedConfig, load_configs
 from mlops_provider.templates.params import cached_schema_checks, retrain_params
+from mlops_provider.templates.placeholder import (
+    INVALID_TAG,
+    InvalidModelConfigError,
+    placeholder_dag,
+    placeholder_dag_id,
+)
 from mlops_provider.templates.schema import ModelConfig
 
 __all__ = ["INVALID_TAG", "InvalidModelConfigError", "build_dags", "placeholder_dag_id", "safe_template"]
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = ("_retrain", "_drift_monitor", "_batch_score")
-INVALID_TAG = "invalid-config"
-
-
-class InvalidModelConfigError(ValueError):
-    """Raised by ``build_dags(strict=True)``: lists every problem as ``file: key: problem``."""
-
-    def __init__(self, problems: list[ConfigProblem]) -> None:
-        self.problems = problems
-        super().__init__("invalid model config(s):\n" + "\n".join(f"  {p}" for p in problems))
-
-
-class ReportConfigErrorOperator(BaseOperator):
-    """The only task of a placeholder DAG: fails with the config problem (a retry cannot fix it)."""
-
-    template_fields = ()
-    ui_color = "#f8d7da"
-
-    def __init__(self, *, message: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.message = message
-
-    def execute(self, context: Any) -> None:
-        raise AirflowFailException(self.message)
+DAG_SUFFIXES = ("_retrain", "_drift_monitor", "_batch_score")
 
 
 def _schedule(cron: str | None) -> Any:
@@ -73,6 +59,25 @@ def _default_args(config: ModelConfig) -> dict[str, Any]:
         "retry_delay": timedelta(seconds=config.retry_delay_seconds),
         "retry_exponential_backoff": True,
     }
+
+
+_DAG_DEFAULTS: dict[str, Any] = {}
+
+
+def dag_defaults() -> dict[str, Any]:
+    """
+    DAG arguments whose defaults Airflow reads from its configuration for every DAG it builds (three
+    config lookups per DAG): read once per ``build_dags`` call instead, with the same values.
+    """
+    if not _DAG_DEFAULTS:
+        from airflow.sdk.configuration import conf
+
+        _DAG_DEFAULTS.update(
+            max_active_tasks=conf.getint("core", "max_active_tasks_per_dag"),
+            max_consecutive_failed_dag_runs=conf.getint("core", "max_consecutive_failed_dag_runs_per_dag"),
+            disable_bundle_versioning=conf.getboolean("dag_processor", "disable_bundle_versioning"),
+        )
+    return dict(_DAG_DEFAULTS)
 
 
 def _tags(config: ModelConfig, kind: str) -> list[str]:
@@ -120,12 +125,20 @@ class _Builder:
             return "@once"
         return AssetOrTimeSchedule(timetable=timetable, assets=asset)
 
+    def model_safety(self) -> dict[str, Any]:
+        """How every task that loads this model may load it (``training.allow_pickle``/``trusted_types``)."""
+        c = self.config.training
+        return {"allow_pickle": c.allow_pickle, "extra_trusted_types": list(c.trusted_types)}
+
+    def data_prefixes(self) -> list[str]:
+        """``data.allowed_training_prefixes`` resolved against the YAML's folder."""
+        return [self.item.resolve(p) for p in self.config.data.allowed_training_prefixes]
+
     def retrain(self) -> DAG:
         c = self.config
-        data_uri = (
-            "{% if params.training_data %}{{ params.training_data }}{% else %}"
-            + str(self.path(c.data.train))
-            + "{% endif %}"
+        data_uri = training_data_uri(str(self.path(c.data.train)))
+        guard = training_data_guard(
+            self.item.resolve(c.data.train), self.data_prefixes(), str(self.item.base_dir)
         )
         with DAG(
             dag_id=f"{self.name}_retrain",
@@ -133,17 +146,21 @@ class _Builder:
             schedule=self.retrain_schedule(),
             catchup=False,
             max_active_runs=1,
+            **dag_defaults(),
             tags=_tags(c, "retrain"),
             default_args=_default_args(c),
             doc_md=docs.retrain_doc(c, str(self.item.path)),
-            user_defined_macros=macros(),
+            user_defined_macros={**macros(), "mlops_training_data": guard},
             render_template_as_native_obj=True,
-            params=retrain_params(c.promotion.approval),
         ) as dag:
             validate = self.validate_task("validate_data", data_uri)
             chain = [*([validate] if validate is not None else []), *self.retrain_tasks(data_uri, validate)]
             for upstream, downstream in pairwise(chain):
                 upstream >> downstream
+        # The trigger form, set once the tasks exist: every task built under a DAG with Params deep-copies
+        # them (a quarter of the factory's parse time). Tasks read them at run time from the DAG anyway
+        # (process_params merges dag.params), and setting them runs the same conversion and validation.
+        dag.params = retrain_params(c.promotion.approval)  # type: ignore[assignment]
         return dag
 
     def retrain_tasks(self, data_uri: str, validate: BaseOperator | None) -> list[BaseOperator]:
@@ -166,14 +183,19 @@ class _Builder:
             features=list(c.data.features) if c.data.features else None,
             estimator=c.training.estimator,
             estimator_params=dict(c.training.params),
+            estimator_modules=list(c.training.allowed_modules),
             task_type=c.model.task,
             test_size=c.training.test_size,
             random_state=c.training.random_state,
             config_hash=self.hash,
             validation_result=validation_result,
             base_dir=str(self.item.base_dir),
+            allowed_data_prefixes=self.data_prefixes(),
+            default_data_uri=str(self.path(c.data.train)),
             data_conn_id=c.data.conn_id,
             mlflow_conn_id=c.mlflow_conn_id,
+            allow_cloudpickle=c.training.allow_pickle,
+            extra_trusted_types=list(c.training.trusted_types),
             doc_md=docs.TRAIN,
             **({"queue": c.training.queue} if c.training.queue else {}),
         )
@@ -184,6 +206,7 @@ class _Builder:
             slice_column=c.evaluation.slices.column if c.evaluation.slices else None,
             primary_metric=c.evaluation.primary_metric,
             mlflow_conn_id=c.mlflow_conn_id,
+            **self.model_safety(),
             doc_md=docs.EVALUATE,
         )
         register = RegisterModelOperator(
@@ -210,11 +233,14 @@ class _Builder:
             first_run=c.evaluation.first_run,
             alias=c.promotion.alias,
             approval="{{ params.approval }}",
+            approval_floor=c.promotion.approval,
             skip_vs_champion="{{ params.skip_vs_champion }}",
+            allow_forced=c.promotion.allow_forced,
             force_reason="{{ params.force_reason }}",
             on_refuse=c.promotion.on_refuse,
             mlflow_conn_id=c.mlflow_conn_id,
-            retries=0,
+            retries=c.retries,  # lock waits and MLflow outages are retryable; refusals never are
+            **self.model_safety(),
             doc_md=docs.PROMOTE,
         )
 
@@ -232,6 +258,7 @@ class _Builder:
             schedule=_schedule(c.drift.schedule),
             catchup=False,
             max_active_runs=1,
+            **dag_defaults(),
             tags=_tags(c, "drift"),
             default_args=_default_args(c),
             doc_md=docs.drift_doc(c, str(self.item.path)),
@@ -274,6 +301,7 @@ class _Builder:
             schedule=_schedule(c.scoring.schedule),
             catchup=False,
             max_active_runs=1,
+            **dag_defaults(),
             tags=_tags(c, "scoring"),
             default_args=_default_args(c),
             doc_md=docs.score_doc(c, str(self.item.path)),
@@ -291,6 +319,9 @@ class _Builder:
                 base_dir=str(self.item.base_dir),
                 data_conn_id=c.data.conn_id,
                 mlflow_conn_id=c.mlflow_conn_id,
+                max_unseen_share=c.scoring.max_unseen_share,
+                on_unseen=c.scoring.on_unseen,
+                **self.model_safety(),
                 doc_md=docs.SCORE,
             )
             if validate is not None:
@@ -307,30 +338,6 @@ _PRESET_CRON = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
 }
-
-
-def placeholder_dag_id(path: Path) -> str:
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.name)
-    return f"invalid_config__{stem}"
-
-
-def _placeholder(item: LoadedConfig) -> DAG:
-    problems = "; ".join(f"{p.key}: {p.message}" for p in item.problems)
-    message = f"Invalid model config {item.path}: {problems}"
-    with DAG(
-        dag_id=placeholder_dag_id(item.path),
-        description=message[:1000],
-        schedule=None,
-        catchup=False,
-        tags=[INVALID_TAG, "mlops"],
-        doc_md="## Invalid model config\n\nFix the file and the model's DAGs appear.\n\n"
-        + "\n".join(f"- `{p}`" for p in item.problems),
-    ) as dag:
-        ReportConfigErrorOperator(task_id="report_config_error", message=message, retries=0)
-    return dag
-
-
-DAG_SUFFIXES = ("_retrain", "_drift_monitor", "_batch_score")
 
 
 def build_dags(
@@ -351,6 +358,7 @@ def build_dags(
         (only_dag_id.removesuffix(s) for s in DAG_SUFFIXES if only_dag_id and only_dag_id.endswith(s)),
         None,
     )
+    _DAG_DEFAULTS.clear()  # configuration is read again at each parse
     with frozen_heap():  # loading and building allocate a lot: see templates.heap
         items = load_configs(config_dir, mentioning=model_name)
         bad = [item for item in items if not item.ok]
@@ -368,7 +376,7 @@ def _build(items: list[LoadedConfig], only_dag_id: str | None) -> list[DAG]:
     for item in items:
         if not item.ok:
             if only_dag_id in (None, placeholder_dag_id(item.path)):
-                dags.append(_placeholder(item))
+                dags.append(placeholder_dag(item))
             continue
         builder = _Builder(item)
         for suffix, make in zip(

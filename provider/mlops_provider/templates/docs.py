@@ -54,8 +54,10 @@ def retrain_doc(config: ModelConfig, path: str) -> str:
         f"run at a time.\n\nGates: primary metric `{config.evaluation.primary_metric}`; "
         f"thresholds: {gates or 'none'}; vs champion: "
         f"{', '.join(f'{m} min_delta {d.min_delta}' for m, d in config.evaluation.vs_champion.items()) or 'none'}.\n\n"
-        "Trigger with config to override the training data, skip the champion comparison (with a "
-        "reason) or require approval." + _source(path)
+        "Trigger with config to require approval, override the training data (only inside "
+        f"{config.data.allowed_training_prefixes or 'no prefix: overrides are off'}) or skip the champion "
+        f"comparison with a reason (forced retrain: {'allowed' if config.promotion.allow_forced else 'off'}, "
+        "promotion.allow_forced). A trigger can only make the gate stricter." + _source(path)
     )
 
 

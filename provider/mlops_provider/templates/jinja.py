@@ -8,6 +8,7 @@ the run's ``data_interval_end``, then its ``run_after``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +44,33 @@ def safe_template(value: str) -> str:
         return "{{" + body + "}}"
 
     return _JINJA_EXPR.sub(fix, value)
+
+
+def training_data_guard(default: str | None, prefixes: list[str], base_dir: str) -> Callable[[Any], str]:
+    """
+    The ``mlops_training_data`` macro: a trigger's ``training_data`` Param as it is, when it names the
+    configured data or lies inside ``data.allowed_training_prefixes``; otherwise the task rendering it
+    fails without retry, naming the Param and the rule (so ``validate_data`` never reads it either).
+    """
+
+    def guard(value: Any) -> str:
+        from mlops_provider.core.data_scope import check_training_data
+        from mlops_provider.exceptions import airflow_errors
+
+        with airflow_errors():
+            check_training_data(str(value), default=default, prefixes=prefixes, base_dir=base_dir)
+        return str(value)
+
+    return guard
+
+
+def training_data_uri(default: str) -> str:
+    """The retrain DAG's data URI: the checked ``training_data`` Param, else the config's ``data.train``."""
+    return (
+        "{% if params.training_data %}{{ mlops_training_data(params.training_data) }}{% else %}"
+        + default
+        + "{% endif %}"
+    )
 
 
 def xcom_value(task_id: str, key: str) -> str:

@@ -18,6 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from mlops_provider.core.data import is_local, local_path
+from mlops_provider.templates.safe_yaml import ConfigTooLargeError, load_yaml, read_config_text
 from mlops_provider.templates.schema import ModelConfig, has_glob, is_templated
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
@@ -132,11 +133,12 @@ def load_config(path: Path) -> LoadedConfig:
     shown = str(path)
     loaded = LoadedConfig(path=path)
     try:
-        raw = yaml.load(
-            path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        )
+        raw = load_yaml(read_config_text(path))
     except (OSError, UnicodeDecodeError) as err:
         loaded.problems.append(ConfigProblem(shown, "(file)", f"cannot read: {err}"))
+        return loaded
+    except ConfigTooLargeError as err:
+        loaded.problems.append(ConfigProblem(shown, "(file)", f"refused: {err}"))
         return loaded
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
@@ -161,14 +163,21 @@ def load_config(path: Path) -> LoadedConfig:
 
 
 def _light_checks(loaded: LoadedConfig, config: ModelConfig) -> list[ConfigProblem]:
+    from mlops_provider.core.estimators import EstimatorError, parse_path
+
     shown = str(loaded.path)
     problems = []
-    if not module_exists(config.training.estimator):
-        problems.append(
-            ConfigProblem(
-                shown, "training.estimator", f"cannot find module for {config.training.estimator!r}"
+    try:  # the text only: a module outside the allowed ones is never looked up, let alone imported
+        estimator = parse_path(config.training.estimator, config.training.allowed_modules)
+    except EstimatorError as err:
+        problems.append(ConfigProblem(shown, "training.estimator", str(err)))
+    else:
+        if not module_exists(f"{estimator.module}.{estimator.attrs[0]}"):
+            problems.append(
+                ConfigProblem(
+                    shown, "training.estimator", f"cannot find module for {config.training.estimator!r}"
+                )
             )
-        )
     if config.validation is not None:
         suite = loaded.resolve(config.validation.suite)
         if is_local(suite) and not is_templated(suite) and not os.path.isfile(suite):
@@ -190,8 +199,8 @@ def _light_checks(loaded: LoadedConfig, config: ModelConfig) -> list[ConfigProbl
 
 def _mentions(path: Path, text: str) -> bool:
     try:
-        return text in path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        return text in read_config_text(path)
+    except (OSError, UnicodeDecodeError, ConfigTooLargeError):
         return True  # load_config reports it
 
 
@@ -228,18 +237,14 @@ def deep_check(item: LoadedConfig) -> list[ConfigProblem]:
     config = item.config
     shown = str(item.path)
     problems: list[ConfigProblem] = []
-    try:
-        from mlops_provider.core.training import build_estimator  # type: ignore[attr-defined]
+    from mlops_provider.core.estimators import EstimatorError, check_estimator
 
-        build_estimator(config.training.estimator, dict(config.training.params))
-    except ImportError as err:
-        problems.append(ConfigProblem(shown, "training.estimator", str(err)))
-    except (TypeError, ValueError, AttributeError) as err:
-        key = "training.params" if "param" in str(err).lower() else "training.estimator"
-        problems.append(ConfigProblem(shown, key, str(err)))
-    except Exception as err:  # an AirflowFailException from the training core, for instance
-        key = "training.params" if "param" in str(err).lower() else "training.estimator"
-        problems.append(ConfigProblem(shown, key, str(err)))
+    try:  # imports an allowed module; checks the class or factory and its params; calls nothing
+        check_estimator(config.training.estimator, config.training.params, config.training.allowed_modules)
+    except EstimatorError as err:
+        problems.append(ConfigProblem(shown, err.key, str(err)))
+    except Exception as err:  # the allowed module itself failed to import
+        problems.append(ConfigProblem(shown, "training.estimator", f"{type(err).__name__}: {err}"))
     if config.validation is not None:
         suite = item.resolve(config.validation.suite)
         if is_local(suite) and not is_templated(suite) and os.path.isfile(suite):

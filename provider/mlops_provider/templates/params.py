@@ -24,6 +24,22 @@ from typing import Any
 from airflow.sdk import Param
 
 APPROVAL_CHOICES = ("auto", "manual")
+# A trigger can only make the gate stricter: the tasks enforce these rules (the conf bypasses the form).
+TRAINING_DATA_HELP = (
+    "Path, glob or URI to train on instead of data.train (leave empty for the config's). Accepted only "
+    "inside the config's data.allowed_training_prefixes; none listed: no override."
+)
+SKIP_HELP = (
+    "Forced retrain: only where the config sets promotion.allow_forced: true. The absolute gates still "
+    "apply; a reason is required and recorded with who triggered the run."
+)
+REASON_HELP = (
+    "Recorded on the model version, with who triggered the run, when the champion comparison is skipped."
+)
+APPROVAL_HELP = (
+    "auto: the gate decides; manual: a person approves in the Airflow UI. A trigger can only make the "
+    "gate stricter: auto is refused when the config's promotion.approval is manual."
+)
 MAX_CACHED_SCHEMAS = 256
 
 _lock = threading.Lock()
@@ -38,25 +54,25 @@ def retrain_params(approval: str) -> dict[str, Param]:
             None,
             type=["null", "string"],
             title="Training data override",
-            description="Path, glob or URI to train on instead of data.train (leave empty for the config's).",
+            description=TRAINING_DATA_HELP,
         ),
         "skip_vs_champion": Param(
             False,
             type="boolean",
             title="Skip the champion comparison",
-            description="Forced retrain: the absolute gates still apply; a reason is required.",
+            description=SKIP_HELP,
         ),
         "force_reason": Param(
             "",
             type="string",
             title="Reason for a forced retrain",
-            description="Recorded on the model version when the champion comparison is skipped.",
+            description=REASON_HELP,
         ),
         "approval": Param(
             approval,
             enum=list(APPROVAL_CHOICES),
             title="Approval",
-            description="auto: the gate decides; manual: a person approves in the Airflow UI.",
+            description=APPROVAL_HELP,
         ),
     }
 

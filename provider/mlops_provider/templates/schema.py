@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     MetricName: TypeAlias = str
 else:  # a Literal for pydantic (and the JSON schema's enum), built from core's tuples: they never drift
     MetricName = Literal.__getitem__(CLASSIFICATION_METRICS + REGRESSION_METRICS)
-NumericMethod: TypeAlias = Literal["wasserstein", "ks"]
-CategoricalMethod: TypeAlias = Literal["jensenshannon", "chisquare"]
+NumericMethod: TypeAlias = Literal["auto", "wasserstein", "ks"]
+CategoricalMethod: TypeAlias = Literal["auto", "jensenshannon", "chisquare"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$"
 CRON_PRESETS = frozenset(
     {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight"}
@@ -71,6 +71,17 @@ class DataSection(_Section):
     conn_id: str | None = Field(
         None, description="Airflow connection for remote URIs (default aws_default for s3://)."
     )
+    allowed_training_prefixes: list[str] = Field(
+        default_factory=list,
+        description="Folders or bucket paths a trigger's training_data may point inside (none: no override).",
+    )
+
+    @field_validator("allowed_training_prefixes")
+    @classmethod
+    def _plain_prefixes(cls, value: list[str]) -> list[str]:
+        from mlops_provider.core.data_scope import check_prefix
+
+        return [check_prefix(v) for v in value]
 
     @field_validator("features")
     @classmethod
@@ -93,7 +104,12 @@ class ValidationSection(_Section):
 
 class TrainingSection(_Section):
     estimator: Annotated[str, Field(pattern=r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")] = Field(
-        description="Import path of a scikit-learn estimator (or a callable returning one)."
+        description="Import path of an estimator class in sklearn, xgboost or lightgbm, or of a factory "
+        "function in allowed_modules."
+    )
+    allowed_modules: list[str] = Field(
+        default_factory=list,
+        description="Your modules (e.g. in the DAGs folder) whose estimator classes or factories may be used.",
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Estimator parameters.")
     test_size: float = Field(
@@ -101,6 +117,26 @@ class TrainingSection(_Section):
     )
     random_state: int = Field(42, description="Seed: a retry produces the same model.")
     queue: str | None = Field(None, description="Celery queue of the training task (e.g. training).")
+    allow_pickle: bool = Field(
+        False,
+        description="Opt in to pickle: log models skops cannot serialise with cloudpickle, and load pickled "
+        "models (they can run code: a trusted registry only).",
+    )
+    trusted_types: list[str] = Field(
+        default_factory=list,
+        description="skops types a model may hold besides scikit-learn, numpy and scipy (exact names, "
+        "or prefixes ending in '.').",
+    )
+
+    @field_validator("allowed_modules")
+    @classmethod
+    def _own_modules(cls, value: list[str]) -> list[str]:
+        from mlops_provider.core.estimators import check_allowed_modules
+
+        try:
+            return list(check_allowed_modules(value))
+        except ValueError as err:
+            raise ValueError(str(err).removeprefix("training.allowed_modules: ")) from None
 
 
 class Bound(_Section):
@@ -151,7 +187,11 @@ class PromotionSection(_Section):
         "champion", description="Alias the gate moves."
     )
     approval: Literal["auto", "manual"] = Field(
-        "auto", description="auto | manual (a human approves in the Airflow UI)."
+        "auto",
+        description="auto | manual (a human approves in the Airflow UI); a trigger may only make it stricter.",
+    )
+    allow_forced: bool = Field(
+        False, description="Whether a trigger may skip the champion comparison (forced retrain, recorded)."
     )
     on_refuse: Literal["fail", "skip"] = Field("fail", description="A refused gate fails the task, or skips.")
 
@@ -163,10 +203,12 @@ class DriftSection(_Section):
     )
     min_rows: int = Field(DEFAULT_MIN_ROWS, ge=1, description="Fewer rows: insufficient_data, never drift.")
     numeric_method: NumericMethod = Field(
-        cast(NumericMethod, DEFAULT_NUMERIC_METHOD), description="Pinned numeric method."
+        cast(NumericMethod, DEFAULT_NUMERIC_METHOD),
+        description="auto (ks up to 1000 rows, else wasserstein), or pinned.",
     )
     categorical_method: CategoricalMethod = Field(
-        cast(CategoricalMethod, DEFAULT_CATEGORICAL_METHOD), description="Pinned categorical method."
+        cast(CategoricalMethod, DEFAULT_CATEGORICAL_METHOD),
+        description="auto (chisquare up to 1000 rows, else jensenshannon), or pinned.",
     )
     threshold: float | None = Field(None, gt=0, description="Per-column threshold (default: the method's).")
 
@@ -183,6 +225,12 @@ class ScoringSection(_Section):
         description="Where predictions go (Jinja; relative paths resolve against MLOPS_HOME).",
     )
     chunk_size: int = Field(100_000, ge=1, description="Rows scored per chunk.")
+    max_unseen_share: float | None = Field(
+        None, ge=0, le=1, description="Largest share of rows with a category unseen in training, per column."
+    )
+    on_unseen: Literal["warn", "fail"] = Field(
+        "warn", description="Above max_unseen_share: warn (the task succeeds) or fail."
+    )
 
     @field_validator("schedule")
     @classmethod

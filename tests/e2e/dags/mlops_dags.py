@@ -26,5 +26,5 @@ with DAG(
         from_version="{{ params.from_version }}",
         deferrable=True,
         poke_interval=2,
-        timeout=240,
+        timeout=600,
     )

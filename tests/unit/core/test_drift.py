@@ -16,6 +16,8 @@ from mlops_provider.core.drift import compute_drift, report_frames
 from mlops_provider.core.errors import DataError
 
 WEATHER_FEATURES = ["precipitation", "temp_max", "temp_min", "wind", "weather"]
+# the distance methods, pinned (the default "auto" picks p-value tests up to 1000 rows)
+DISTANCES = {"numeric_method": "wasserstein", "categorical_method": "jensenshannon"}
 PENGUIN_NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"]
 PENGUIN_CATEGORICAL = ["species", "sex"]
 
@@ -50,7 +52,7 @@ def halves(frame: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
 # -- known drift ------------------------------------------------------------------------------------
 def test_summer_vs_winter_drifts(seasons):
     summer, winter = seasons
-    result = compute_drift(summer, winter, WEATHER_FEATURES, min_rows=200)
+    result = compute_drift(summer, winter, WEATHER_FEATURES, min_rows=200, **DISTANCES)
     assert result.status == "drift"
     assert {"temp_max", "temp_min"} <= set(result.drifted_columns)
     assert result.drift_share == len(result.drifted_columns) / 5
@@ -94,15 +96,17 @@ def test_default_columns_exclude_the_target_and_an_id_like_date(weather):
 
 # -- no drift: false alarms on random halves -------------------------------------------------------
 def test_false_alarm_rate_on_random_halves_of_seattle_weather(weather):
-    """Budget, 50 seeds of 730 vs 731 rows: <= 15% with the defaults (Wasserstein/JS at 0.1 and a
+    """Budget, 50 seeds of 730 vs 731 rows: <= 15% with the former defaults (Wasserstein/JS at 0.1 and a
     share of 0.3: measured 10% over 200 seeds; temp_max and temp_min are correlated and move
     together), <= 4% with drift_share=0.5 (1% over 200 seeds). Takes ~0.3 s."""
     default = share_half = 0
     for seed in range(50):
         first, second = halves(weather, seed)
-        result = compute_drift(first, second, WEATHER_FEATURES)
+        result = compute_drift(first, second, WEATHER_FEATURES, drift_share=0.3, **DISTANCES)
         default += result.status == "drift"
-        share_half += compute_drift(first, second, WEATHER_FEATURES, drift_share=0.5).status == "drift"
+        share_half += (
+            compute_drift(first, second, WEATHER_FEATURES, drift_share=0.5, **DISTANCES).status == "drift"
+        )
     assert default / 50 <= 0.15
     assert share_half / 50 <= 0.04
 
@@ -110,7 +114,7 @@ def test_false_alarm_rate_on_random_halves_of_seattle_weather(weather):
 # -- not enough data, unusable columns -------------------------------------------------------------
 def test_below_min_rows_is_insufficient_data_never_drift(seasons):
     summer, winter = seasons
-    result = compute_drift(summer.head(150), winter, WEATHER_FEATURES, min_rows=200)
+    result = compute_drift(summer.head(150), winter, WEATHER_FEATURES, min_rows=200, **DISTANCES)
     assert result.status == "insufficient_data"
     assert result.drift_share is None
     assert result.drifted_columns == []
@@ -180,7 +184,7 @@ def test_high_cardinality_categoricals_are_bucketed_or_not_evaluable():
 def test_infinities_are_dropped_like_nans():
     ref = pd.DataFrame({"x": np.r_[np.arange(300.0), np.inf]})
     cur = pd.DataFrame({"x": np.r_[np.arange(300.0), -np.inf, np.nan]})
-    col = compute_drift(ref, cur, ["x"]).column("x")
+    col = compute_drift(ref, cur, ["x"], **DISTANCES).column("x")
     assert col.n_reference == 300
     assert col.n_current == 300
     assert col.score == 0.0
@@ -226,7 +230,9 @@ def test_int_and_float_are_the_same_kind():
         ({"categorical_method": "wasserstein"}, "categorical_method"),
         ({"drift_share": 0}, "drift_share"),
         ({"min_rows": 0}, "min_rows"),
-        ({"threshold": {"numerical": 0.2}}, "threshold keys"),
+        ({"threshold": {"numerical": 0.2}, **DISTANCES}, "threshold keys"),
+        ({"threshold": 0.2}, "threshold needs pinned methods"),
+        ({"threshold": 0.2, "numeric_method": "ks"}, "threshold needs pinned methods"),
     ],
 )
 def test_bad_arguments(kwargs, message):
@@ -237,7 +243,7 @@ def test_bad_arguments(kwargs, message):
 
 def test_threshold_override_per_kind(seasons):
     summer, winter = seasons
-    result = compute_drift(summer, winter, WEATHER_FEATURES, threshold={"numeric": 100.0})
+    result = compute_drift(summer, winter, WEATHER_FEATURES, threshold={"numeric": 100.0}, **DISTANCES)
     assert result.column("temp_max").threshold == 100.0
     assert not result.column("temp_max").drifted
     assert result.column("weather").threshold == 0.1
@@ -295,7 +301,7 @@ def test_dataset_decision_matches_evidently_preset(seasons):
 
     summer, winter = seasons
     for ref, cur in ((summer, winter), halves(vega.seattle_weather(), 1)):
-        ours = compute_drift(ref, cur, WEATHER_FEATURES, drift_share=0.3, min_rows=1)
+        ours = compute_drift(ref, cur, WEATHER_FEATURES, drift_share=0.3, min_rows=1, **DISTANCES)
         definition = DataDefinition(numerical_columns=WEATHER_FEATURES[:4], categorical_columns=["weather"])
         snapshot = Report(
             [DataDriftPreset(num_method="wasserstein", cat_method="jensenshannon", drift_share=0.3)]

@@ -178,8 +178,19 @@ def test_schema_mismatch_fails_without_retry_naming_uri_and_column(data: Path, t
         ({"min_rows": 0}, "min_rows"),
         ({"numeric_method": "psi"}, "numeric_method"),
         ({"categorical_method": "wasserstein"}, "categorical_method"),
-        ({"threshold": {"numerical": 0.2}}, "threshold keys"),
-        ({"threshold": -1}, "threshold 'threshold'"),
+        (
+            {
+                "threshold": {"numerical": 0.2},
+                "numeric_method": "wasserstein",
+                "categorical_method": "jensenshannon",
+            },
+            "threshold keys",
+        ),
+        (
+            {"threshold": -1, "numeric_method": "wasserstein", "categorical_method": "jensenshannon"},
+            "threshold 'threshold'",
+        ),
+        ({"threshold": 0.2}, "threshold needs pinned methods"),
         ({"report_sample_rows": True}, "report_sample_rows"),
     ],
 )

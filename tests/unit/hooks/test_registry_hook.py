@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -297,3 +298,114 @@ def test_model_version_unknown_is_request_error(hook, name, store):
     registered(hook, name, store.runs[:1])
     with pytest.raises(MLflowRequestError, match="'42' does not exist"):
         hook.model_version(name, "42")
+
+
+# -- rollback happens once per request (retries and clear-and-rerun never flip it back) --
+KEY = "airflow:rollback_dag/manual__1/rollback"
+
+
+def champion_after_v1_then_v2(hook: MLflowRegistryHook, name: str, store: SimpleNamespace) -> tuple[str, str]:
+    v1, v2 = registered(hook, name, store.runs)
+    move(hook, name, None, v1)
+    move(hook, name, v1, v2)
+    return v1, v2
+
+
+def rollbacks(hook: MLflowRegistryHook, name: str) -> list[tuple[str, str]]:
+    return [(e["from"], e["to"]) for e in history(hook, name) if e["action"] == "rollback"]
+
+
+def test_a_retried_rollback_is_a_no_op_once_done(hook, name, store):
+    v1, v2 = champion_after_v1_then_v2(hook, name, store)
+    first = hook.rollback(name, "champion", None, "v2 misbehaves", who="oncall", request_key=KEY)
+    assert (first["decision"], first["old_version"], first["new_version"]) == ("rolled_back", v2, v1)
+    again = hook.rollback(name, "champion", None, "v2 misbehaves", who="oncall", request_key=KEY)
+    assert again["decision"] == "skipped"
+    assert "already done" in again["reason"]
+    assert (again["old_version"], again["new_version"]) == (v2, v1)
+    assert hook.alias_version(name, "champion") == v1  # not flipped back to v2
+    assert hook.alias_version(name, "previous_champion") == v2
+    assert rollbacks(hook, name) == [(v2, v1)]
+
+
+def test_a_clear_and_rerun_after_a_later_promotion_changes_nothing(hook, name, store):
+    v1, v2 = champion_after_v1_then_v2(hook, name, store)
+    hook.rollback(name, "champion", None, "v2 misbehaves", who="oncall", request_key=KEY)
+    move(hook, name, v1, v2, why="v2 fixed")
+    rerun = hook.rollback(name, "champion", None, "v2 misbehaves", who="oncall", request_key=KEY)
+    assert rerun["decision"] == "skipped"
+    assert hook.alias_version(name, "champion") == v2
+    assert rollbacks(hook, name) == [(v2, v1)]
+
+
+def fail_once(method: str, when: Callable[..., bool]) -> Any:
+    """Fault: the first matching call of MlflowClient.<method> resets the connection (after nothing)."""
+    from mlflow import MlflowClient
+
+    real, fired = getattr(MlflowClient, method), []
+
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not fired and when(*args):
+            fired.append(args)
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return real(self, *args, **kwargs)
+
+    return mock.patch.object(MlflowClient, method, call), fired
+
+
+def test_a_rollback_that_died_after_moving_completes_on_retry_without_flipping(hook, name, store):
+    v1, v2 = champion_after_v1_then_v2(hook, name, store)
+    patch, fired = fail_once(
+        "set_registered_model_tag", lambda _n, key, _v: key.startswith("mlops.alias_history")
+    )
+    with patch, pytest.raises(MLflowUnavailableError):
+        hook.rollback(name, "champion", None, "v2 misbehaves", who="oncall", request_key=KEY)
+    assert fired  # the alias moved, the history was not written
+    assert hook.alias_version(name, "champion") == v1
+    retry = hook.rollback(name, "champion", None, "v2 misbehaves", who="oncall", request_key=KEY)
+    assert (retry["decision"], retry["old_version"], retry["new_version"]) == ("rolled_back", v2, v1)
+    assert hook.alias_version(name, "champion") == v1
+    assert hook.alias_version(name, "previous_champion") == v2
+    assert rollbacks(hook, name) == [(v2, v1)]
+    assert hook.model_version(name, v1).tags["mlops.rollback.from_version"] == v2
+    assert (
+        hook.rollback(name, "champion", None, "again", who="oncall", request_key=KEY)["decision"] == "skipped"
+    )
+
+
+def test_a_rollback_that_died_before_moving_moves_to_the_recorded_target_on_retry(hook, name, store):
+    v1, v2 = champion_after_v1_then_v2(hook, name, store)
+    # previous_champion was set to the current champion just before the try died: recomputing the
+    # target from previous_champion would now say "already there"; the recorded target does not
+    patch, fired = fail_once("set_registered_model_alias", lambda _n, alias, _v: alias == "champion")
+    with patch, pytest.raises(MLflowUnavailableError):
+        hook.rollback(name, "champion", None, "v2 misbehaves", who="oncall", request_key=KEY)
+    assert fired
+    assert hook.alias_version(name, "champion") == v2
+    assert hook.alias_version(name, "previous_champion") == v2
+    retry = hook.rollback(name, "champion", None, "v2 misbehaves", who="oncall", request_key=KEY)
+    assert retry["decision"] == "rolled_back"
+    assert hook.alias_version(name, "champion") == v1
+    assert rollbacks(hook, name) == [(v2, v1)]
+
+
+def test_a_rollback_with_a_new_key_is_a_new_rollback(hook, name, store):
+    v1, v2 = champion_after_v1_then_v2(hook, name, store)
+    hook.rollback(name, "champion", None, "v2 misbehaves", who="oncall", request_key=KEY)
+    back = hook.rollback(name, "champion", v2, "v2 was fine", who="oncall", request_key=KEY + "-2")
+    assert back["decision"] == "rolled_back"
+    assert hook.alias_version(name, "champion") == v2
+    assert rollbacks(hook, name) == [(v2, v1), (v1, v2)]
+
+
+def test_a_real_model_named_like_the_lock_fails_the_move_and_is_kept(hook, name, store):
+    from mlops_provider.hooks.registry_lock import LockConflict
+
+    (v1,) = registered(hook, name, store.runs[:1])
+    with hook.session() as client:
+        client.create_registered_model(f"{name}.mlops-lock", tags={"team": "risk"})
+    with pytest.raises(LockConflict, match=f"{name}.mlops-lock") as raised:
+        move(hook, name, None, v1)
+    assert isinstance(raised.value, AirflowFailException)  # a retry cannot help
+    assert hook.alias_version(name, "champion") is None
+    assert registered_model_exists(hook, f"{name}.mlops-lock")

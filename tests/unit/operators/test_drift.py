@@ -63,10 +63,10 @@ def drift_context() -> dict:
 
 def test_defaults_are_the_ones_declared_in_core():
     params = inspect.signature(DriftCheckOperator.__init__).parameters
-    assert params["drift_share"].default == core_drift.DEFAULT_DRIFT_SHARE == 0.3
+    assert params["drift_share"].default == core_drift.DEFAULT_DRIFT_SHARE == 0.5
     assert params["min_rows"].default == core_drift.DEFAULT_MIN_ROWS == 200
-    assert params["numeric_method"].default == core_drift.DEFAULT_NUMERIC_METHOD == "wasserstein"
-    assert params["categorical_method"].default == core_drift.DEFAULT_CATEGORICAL_METHOD == "jensenshannon"
+    assert params["numeric_method"].default == core_drift.DEFAULT_NUMERIC_METHOD == "auto"
+    assert params["categorical_method"].default == core_drift.DEFAULT_CATEGORICAL_METHOD == "auto"
     assert params["report_sample_rows"].default == core_drift.DEFAULT_REPORT_SAMPLE_ROWS == 50_000
 
 
@@ -80,8 +80,19 @@ def test_defaults_are_the_ones_declared_in_core():
         ({"min_rows": 2.5}, "min_rows"),
         ({"numeric_method": "psi"}, "numeric_method"),
         ({"categorical_method": "ks"}, "categorical_method"),
-        ({"threshold": {"numerical": 0.2}}, "threshold keys"),
-        ({"threshold": 0}, "threshold"),
+        (
+            {
+                "threshold": {"numerical": 0.2},
+                "numeric_method": "wasserstein",
+                "categorical_method": "jensenshannon",
+            },
+            "threshold keys",
+        ),
+        (
+            {"threshold": 0, "numeric_method": "wasserstein", "categorical_method": "jensenshannon"},
+            "threshold",
+        ),
+        ({"threshold": 0.2}, "threshold needs pinned methods"),
         ({"report_sample_rows": 0}, "report_sample_rows"),
     ],
 )

@@ -252,3 +252,82 @@ def test_rollback_operator_unknown_version_and_bad_name(store, name):
     with pytest.raises(AirflowFailException, match="model_name"):
         RollbackModelOperator(task_id="b", model_name="").execute(context("rollback"))
     assert champion(name) == v1
+
+
+# -- Step 8 hardening: a trigger can only make the gate stricter ------------------------------------
+@pytest.mark.parametrize(
+    ("approval", "floor", "effective"),
+    [("auto", "auto", "auto"), ("manual", "auto", "manual"), ("manual", "manual", "manual")],
+)
+def test_a_trigger_may_tighten_the_approval(approval, floor, effective):
+    from mlops_provider.hooks.gate import trigger_requests
+
+    assert trigger_requests(approval, floor, False, False, "") == (effective, False)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        (
+            {"approval": "auto", "approval_floor": "manual"},
+            r"Param 'approval'.*can only make the gate stricter",
+        ),
+        ({"approval_floor": "sometimes"}, "approval_floor"),
+        ({"approval": "never"}, "approval must be one of"),
+        (
+            {"skip_vs_champion": True, "force_reason": "why", "allow_forced": False},
+            r"Param 'skip_vs_champion'.*promotion\.allow_forced: false",
+        ),
+        (
+            {
+                "skip_vs_champion": "True",
+                "force_reason": "why",
+                "allow_forced": "False",
+            },  # rendered templates
+            r"Param 'skip_vs_champion'",
+        ),
+        ({"skip_vs_champion": True, "allow_forced": "perhaps", "force_reason": "why"}, "allow_forced"),
+    ],
+)
+def test_a_trigger_cannot_loosen_the_gate(store, name, kwargs, named):
+    first = register(name, store.runs["tree"])["version"]
+    PromoteModelOperator(task_id="p", model_name=name, version=first).execute(context("promote"))
+    second = register(name, store.runs["dummy"])["version"]
+    op = PromoteModelOperator(
+        task_id="promote",
+        model_name=name,
+        version=second,
+        vs_champion={"f1_macro": {"min_delta": 0.0}},
+        **kwargs,
+    )
+    with pytest.raises(AirflowFailException, match=named):
+        op.execute(context("promote"))
+    assert champion(name) == first
+    assert "mlops.gate.decision" not in MLflowRegistryHook().model_version(name, second).tags
+
+
+def test_a_forced_retrain_records_who_triggered_it_and_why(store, name):
+    first = register(name, store.runs["tree"])["version"]
+    summary = PromoteModelOperator(task_id="p", model_name=name, version=first).execute(context("promote"))
+    assert "mlops.gate.forced_by" not in MLflowRegistryHook().model_version(name, first).tags
+    assert summary["forced_by"] is None
+    second = register(name, store.runs["dummy"])["version"]  # worse than the champion
+    ctx = context("promote")
+    ctx["dag_run"].triggering_user_name = "alice"
+    op = PromoteModelOperator(
+        task_id="promote",
+        model_name=name,
+        version=second,
+        vs_champion={"f1_macro": {"min_delta": 0.0}},
+        skip_vs_champion="True",
+        allow_forced="true",
+        force_reason="  new sensor firmware  ",
+    )
+    result = op.execute(ctx)
+    assert result["decision"] == "promoted"
+    assert (result["forced_by"], result["force_reason"]) == ("alice", "new sensor firmware")
+    assert champion(name) == second
+    tags = MLflowRegistryHook().model_version(name, second).tags
+    assert tags["mlops.gate.forced_by"] == "alice"
+    assert tags["mlops.gate.force_reason"] == "new sensor firmware"
+    assert "champion comparison skipped: " in tags["mlops.gate.reason"]

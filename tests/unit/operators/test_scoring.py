@@ -117,3 +117,109 @@ def test_score_in_chunks_of_an_empty_frame():
     empty = score_in_chunks(object(), pd.DataFrame({"x": []}), ["x"], 10, ["id"])
     assert list(empty.columns) == ["id", "row", "prediction"]
     assert empty.empty
+
+
+# -- the batch checked against the model (signature, encoders), empty batches -----------------------
+@pytest.fixture(scope="module")
+def mixed(store: SimpleNamespace) -> SimpleNamespace:
+    """A champion with a one-hot encoded text column and an imputed numeric one."""
+    import numpy as np
+
+    rows = 90
+    frame = pd.DataFrame(
+        {
+            "amount": [float(i % 17) if i % 11 else np.nan for i in range(rows)],
+            "city": [("north", "south", "east")[i % 3] for i in range(rows)],
+            "label": [("yes", "no")[(i // 3) % 2] for i in range(rows)],
+        }
+    )
+    frame.to_csv(store.tmp / "mixed.csv", index=False)
+    run_id = TrainModelOperator(
+        task_id="train",
+        model_name="mixed",
+        data_uri=str(store.tmp / "mixed.csv"),
+        target="label",
+        estimator="sklearn.linear_model.LogisticRegression",
+    ).execute(context("train", run_id="mixed"))["run_id"]
+    hook = MLflowRegistryHook()
+    version, _ = hook.register_run("mixed", run_id, {})
+    hook.move_alias(
+        model_name="mixed",
+        alias="champion",
+        expected_old=None,
+        new_version=version,
+        why="first",
+        who="test",
+        action="promote",
+        lock_owner="test",
+    )
+    return store
+
+
+def score_batch(store: SimpleNamespace, csv: str, **kwargs) -> dict:
+    name = f"batch-{uuid.uuid4().hex[:6]}.csv"
+    (store.tmp / name).write_text(csv)
+    return operator(store, model_name="mixed", data_uri=name, **kwargs).execute(context("score"))
+
+
+def test_a_clean_batch_records_zero_unseen_and_takes_missing_amounts(mixed):
+    result = score_batch(mixed, "amount,city\n1.0,north\n,south\n3.5,east\n")
+    assert result["rows"] == 3
+    assert result["unseen_share"] == {"city": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("csv", "match"),
+    [
+        ("amount,city\n1.0,1\n2.0,2\n", r"'city' holds int64 values \(e.g. 1, 2\), the model takes text"),
+        ("amount,city\n1.0,north\nabc,south\n", r"'amount' holds text \(e.g. 'abc'\)"),
+        ("amount,city\n1.0,north\ninf,south\n", "'amount' holds 1 infinite value"),
+        ("amount\n1.0\n", r"missing column\(s\) 'city'"),
+    ],
+    ids=["int-categorical", "text-in-numeric", "inf", "missing-column"],
+)
+def test_bad_input_fails_once_naming_the_column_without_writing(mixed, csv, match):
+    output = f"bad/{uuid.uuid4().hex[:6]}/predictions.parquet"
+    with pytest.raises(AirflowFailException, match=match) as raised:
+        score_batch(mixed, csv, output_uri=output)
+    assert isinstance(raised.value, AirflowFailException)  # never retried
+    assert not (mixed.tmp / output).parent.exists()
+
+
+def test_unseen_categories_are_recorded_and_warn_by_default(mixed, capsys):
+    csv = "amount,city\n1.0,north\n2.0,west\n3.0,west\n4.0,south\n"
+    result = score_batch(mixed, csv, max_unseen_share=0.25)
+    assert result["unseen_share"] == {"city": 0.5}
+    assert "above max_unseen_share 0.25: 'city' 50.0%" in capsys.readouterr().out
+
+
+def test_unseen_categories_above_the_maximum_fail_when_configured(mixed):
+    csv = "amount,city\n1.0,north\n2.0,west\n"
+    with pytest.raises(AirflowFailException, match=r"above max_unseen_share 0.4: 'city' 50.0%"):
+        score_batch(mixed, csv, max_unseen_share="0.4", on_unseen="fail")
+    assert score_batch(mixed, csv, max_unseen_share=0.5, on_unseen="fail")["unseen_share"] == {"city": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"), [({"max_unseen_share": 2}, "max_unseen_share"), ({"on_unseen": "x"}, "on_unseen")]
+)
+def test_bad_unseen_options_fail_naming_them(mixed, kwargs, named):
+    with pytest.raises(AirflowFailException, match=named):
+        score_batch(mixed, "amount,city\n1.0,north\n", **kwargs)
+
+
+def test_an_empty_batch_skips_with_its_reason_and_writes_nothing(mixed):
+    output = f"empty/{uuid.uuid4().hex[:6]}/predictions.parquet"
+    with pytest.raises(AirflowSkipException, match="has no rows: nothing to score"):
+        score_batch(mixed, "amount,city\n", output_uri=output)
+    assert not (mixed.tmp / output).parent.exists()
+
+
+def test_a_predict_error_is_not_retried(mixed):
+    from unittest import mock
+
+    with (
+        mock.patch("sklearn.pipeline.Pipeline.predict", side_effect=ValueError("boom")),
+        pytest.raises(AirflowFailException, match="the model refused the batch: boom"),
+    ):
+        score_batch(mixed, "amount,city\n1.0,north\n")

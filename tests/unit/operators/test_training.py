@@ -149,3 +149,130 @@ def test_other_params_make_a_new_run_with_chosen_features(trained):
     assert other["run_id"] != trained.result["run_id"]
     assert json.loads(run_tags(other["run_id"])[lineage.FEATURES]) == features
     assert run_tags(other["run_id"])[lineage.VALIDATION_RESULT] == "not_run"
+
+
+# -- Step 8 hardening: a trigger's training-data override stays inside the config's prefixes --------
+@pytest.fixture
+def data_scope(tmp_path):
+    """base_dir (the config folder), an allowed folder, a sibling, an outside folder and a symlink out."""
+    base = tmp_path / "configs"
+    (base / "data" / "train").mkdir(parents=True)
+    (tmp_path / "allowed" / "sub").mkdir(parents=True)
+    (tmp_path / "allowed_evil").mkdir()
+    (tmp_path / "outside").mkdir()
+    secret = cancer_csv(tmp_path / "outside")  # readable data: only the scope check stands in the way
+    (tmp_path / "allowed" / "link").symlink_to(tmp_path / "outside")
+    return SimpleNamespace(tmp=tmp_path, base=base, allowed=tmp_path / "allowed", secret=secret)
+
+
+def scoped(scope, data_uri: str) -> TrainModelOperator:
+    return operator(
+        data_uri=data_uri,
+        base_dir=str(scope.base),
+        allowed_data_prefixes=[str(scope.allowed), "s3://ml-data/weather/"],
+        default_data_uri="data/train/*.csv",
+    )
+
+
+HOSTILE = [
+    "{tmp}/outside/cancer.csv",
+    "{tmp}/allowed/../outside/cancer.csv",
+    "{tmp}/allowed/sub/../../outside/cancer.csv",
+    "../outside/cancer.csv",
+    "data/train/../../../outside/cancer.csv",
+    "file://{tmp}/outside/cancer.csv",
+    "file://localhost{tmp}/allowed/../outside/cancer.csv",
+    "FILE://{tmp}/allowed/cancer.csv",  # not a file URI to the reader: a relative path under base_dir
+    "{tmp}/allowed_evil/cancer.csv",  # a sibling whose name starts with the prefix
+    "{tmp}/allowed2/cancer.csv",
+    "{tmp}/allowed/link/cancer.csv",  # a symlink out of the prefix
+    "{tmp}/allowed*/cancer.csv",
+    "/etc/passwd",
+    "s3://ml-data/weather2/x.csv",
+    "s3://ml-data-evil/weather/x.csv",
+    "s3://evil/ml-data/weather/x.csv",
+    "s3://ml-data@evil/weather/x.csv",
+    "s3://ml-data/weather/../secrets/x.csv",
+    "s3://ml-data/weather/%2e%2e/secrets/x.csv",
+    "s3://ml-data//weather/x.csv",
+    "s3a://ml-data/weather/x.csv",
+    "gs://ml-data/weather/x.csv",
+    "{tmp}/allowed/x.csv\n",
+]
+
+
+@pytest.mark.parametrize("uri", HOSTILE)
+def test_a_data_override_outside_the_prefixes_is_refused_naming_the_param(mlflow_store, data_scope, uri):
+    from mlops_provider.exceptions import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=r"Param 'training_data'.*data\.allowed_training_prefixes"):
+        scoped(data_scope, uri.format(tmp=data_scope.tmp)).execute(context())
+    assert not (mlflow_store / "mlflow.db").exists()  # refused before MLflow was touched
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "{tmp}/allowed/cancer.csv",
+        "{tmp}/allowed/",
+        "file://{tmp}/allowed/sub/cancer.csv",
+        "{tmp}/allowed/sub/../cancer.csv",
+        "{tmp}/allowed/*.csv",
+        "{tmp}/allowed/**/*.parquet",
+        "data/train/*.csv",  # the configured data
+        "{tmp}/configs/data/train/*.csv",
+    ],
+)
+def test_a_data_override_inside_a_prefix_gets_to_the_reader(mlflow_store, data_scope, uri):
+    # nothing is there, so the reader says so: the scope check let it through
+    with pytest.raises(DataError):
+        scoped(data_scope, uri.format(tmp=data_scope.tmp)).execute(context())
+
+
+@pytest.mark.parametrize(
+    ("uri", "ok"),
+    [
+        ("s3://ml-data/weather/x.csv", True),
+        ("S3://ml-data/weather/2024/*.csv", True),
+        ("s3://ml-data/weather", True),
+        ("s3://ml-data/weather2/x.csv", False),
+        ("s3://ml-data/x.csv", False),
+    ],
+)
+def test_remote_prefixes_compare_by_whole_segments(uri, ok):
+    from mlops_provider.core.data_scope import DataScopeError, check_training_data
+
+    def check() -> None:
+        check_training_data(uri, default=None, prefixes=["s3://ml-data/weather/"], base_dir="/srv")
+
+    if ok:
+        check()
+    else:
+        with pytest.raises(DataScopeError, match="Param 'training_data'"):
+            check()
+
+
+def test_no_prefixes_means_no_override(mlflow_store, data_scope):
+    from mlops_provider.exceptions import InvalidInputError
+
+    op = operator(
+        data_uri=str(data_scope.allowed / "cancer.csv"),
+        base_dir=str(data_scope.base),
+        allowed_data_prefixes=[],
+        default_data_uri="data/train/*.csv",
+    )
+    with pytest.raises(InvalidInputError, match="none listed, so no override is allowed"):
+        op.execute(context())
+
+
+def test_the_estimator_must_be_an_allowed_estimator_and_nothing_else_runs(mlflow_store, tmp_path):
+    from mlops_provider.exceptions import InvalidInputError
+
+    cancer_csv(tmp_path)
+    marker = tmp_path / "ran"
+    op = operator(
+        base_dir=str(tmp_path), estimator="os.system", estimator_params={"command": f"touch {marker}"}
+    )
+    with pytest.raises(InvalidInputError, match=r"training\.estimator"):
+        op.execute(context())
+    assert not marker.exists()

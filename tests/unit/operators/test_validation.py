@@ -19,7 +19,8 @@ from mlops_provider.operators.validation import REPORT_NAME, RESULT_NAME, Valida
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 DAG_ID, RUN_ID, TASK_ID = "tiny_retrain", "manual__2025-01-02T03:04:05+00:00", "validate"
-PREFIX = ("tiny_retrain", "manual__2025-01-02T03_04_05_00_00", "validate")  # run_prefix's safe segments
+# run_prefix's lossless folder names: every byte outside [A-Za-z0-9_-] percent-encoded
+PREFIX = ("tiny_retrain", "manual__2025-01-02T03%3A04%3A05%2B00%3A00", "validate")
 
 SUITE = {
     "name": "tiny",
@@ -149,7 +150,9 @@ def test_reports_go_through_the_data_hook_under_the_run_prefix(
     assert json.loads((prefix / RESULT_NAME).read_text())["validation_result"]["success"] is True
     assert "PASSED" in (prefix / REPORT_NAME).read_text()
     assert sorted(p.name for p in prefix.iterdir()) == [REPORT_NAME, RESULT_NAME]  # no temporary leftovers
-    assert ti.xcom["validation_report_url"] == "/mlops/reports/" + "/".join(PREFIX) + "/" + REPORT_NAME
+    # the URL encodes the folder names once more ("%" -> "%25")
+    url_prefix = "/".join(part.replace("%", "%25") for part in PREFIX)
+    assert ti.xcom["validation_report_url"] == f"/mlops/reports/{url_prefix}/{REPORT_NAME}"
 
     written.clear()  # an explicit reports_uri is a root of its own
     summary, _, err = run(operator(folder, reports_uri=str(tmp_path / "elsewhere")))

@@ -81,7 +81,15 @@ def test_defaults_are_the_ones_declared_in_core():
         ({"min_rows": -1}, "min_rows"),
         ({"numeric_method": "psi"}, "numeric_method"),
         ({"categorical_method": "ks"}, "categorical_method"),
-        ({"threshold": {"both": 0.1}}, "threshold keys"),
+        (
+            {
+                "threshold": {"both": 0.1},
+                "numeric_method": "wasserstein",
+                "categorical_method": "jensenshannon",
+            },
+            "threshold keys",
+        ),
+        ({"threshold": 0.1}, "threshold needs pinned methods"),
         ({"report_sample_rows": "many"}, "report_sample_rows"),
     ],
 )

@@ -209,3 +209,51 @@ def test_safe_template_rewrites_ds_only_inside_expressions():
 def test_readme_reference_table_is_current():
     readme = (ROOT / "README.md").read_text()
     assert reference_table() in readme, "regenerate with: python -m mlops_provider.templates reference"
+
+
+# -- Step 8 hardening: the keys that bound what a trigger and the estimator path may do ---------------
+@pytest.mark.parametrize(
+    ("changes", "key", "fragment"),
+    [
+        ({"data__allowed_training_prefixes": ["data/*"]}, "data.allowed_training_prefixes", "no glob"),
+        ({"data__allowed_training_prefixes": ["{{ ds }}"]}, "data.allowed_training_prefixes", "no Jinja"),
+        ({"data__allowed_training_prefixes": ["/"]}, "data.allowed_training_prefixes", "filesystem root"),
+        ({"data__allowed_training_prefixes": ["s3://"]}, "data.allowed_training_prefixes", "scheme://bucket"),
+        ({"training__allowed_modules": ["os"]}, "training.allowed_modules", "standard library"),
+        (
+            {"training__allowed_modules": ["sklearn"]},
+            "training.allowed_modules",
+            "cannot hold estimator factories",
+        ),
+        ({"training__estimator": "os.system"}, "training.estimator", "outside the allowed modules"),
+        ({"training__estimator": "sklearn.utils._testing.Thing"}, "training.estimator", "start with '_'"),
+        ({"promotion": {"allow_forced": "sometimes"}}, "promotion.allow_forced", "boolean"),
+    ],
+)
+def test_hardening_keys_name_file_key_and_problem(tmp_path, changes, key, fragment):
+    path = write(tmp_path, "bad.yaml", mutate(**changes))
+    problems = problems_of(tmp_path)
+    assert any(p.startswith(f"{path}: {key}: ") and fragment in p for p in problems), problems
+
+
+def test_the_generated_tasks_carry_the_config_floor_and_prefixes(tmp_path):
+    config = mutate(
+        promotion={"approval": "manual", "allow_forced": True},
+        data__allowed_training_prefixes=["data/extra", "s3://bucket/weather"],
+        training__allowed_modules=["my_models"],
+    )
+    write(tmp_path, "wine.yaml", config)
+    (dag,) = build_dags(tmp_path, only_dag_id="wine_retrain")
+    promote = dag.get_task("promote_model")
+    assert (promote.approval_floor, promote.allow_forced) == ("manual", True)
+    assert promote.approval == "{{ params.approval }}"
+    train = dag.get_task("train_model")
+    assert train.allowed_data_prefixes == [str(tmp_path / "data" / "extra"), "s3://bucket/weather"]
+    assert train.default_data_uri == str(tmp_path / "data" / "train.csv")
+    assert train.estimator_modules == ["my_models"]
+    assert "mlops_training_data(params.training_data)" in train.data_uri
+    assert dag.get_task("validate_data").data_uri == train.data_uri
+    write(tmp_path, "wine.yaml", good_config())
+    (dag,) = build_dags(tmp_path, only_dag_id="wine_retrain")
+    promote, train = dag.get_task("promote_model"), dag.get_task("train_model")
+    assert (promote.approval_floor, promote.allow_forced, train.allowed_data_prefixes) == ("auto", False, [])

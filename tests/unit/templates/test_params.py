@@ -19,22 +19,25 @@ EXPECTED = {
     "training_data": (
         None,
         {"type": ["null", "string"], "title": "Training data override"},
-        "Path, glob or URI to train on instead of data.train (leave empty for the config's).",
+        "Path, glob or URI to train on instead of data.train (leave empty for the config's). Accepted only "
+        "inside the config's data.allowed_training_prefixes; none listed: no override.",
     ),
     "skip_vs_champion": (
         False,
         {"type": "boolean", "title": "Skip the champion comparison"},
-        "Forced retrain: the absolute gates still apply; a reason is required.",
+        "Forced retrain: only where the config sets promotion.allow_forced: true. The absolute gates still "
+        "apply; a reason is required and recorded with who triggered the run.",
     ),
     "force_reason": (
         "",
         {"type": "string", "title": "Reason for a forced retrain"},
-        "Recorded on the model version when the champion comparison is skipped.",
+        "Recorded on the model version, with who triggered the run, when the champion comparison is skipped.",
     ),
     "approval": (
         "manual",
         {"enum": ["auto", "manual"], "title": "Approval"},
-        "auto: the gate decides; manual: a person approves in the Airflow UI.",
+        "auto: the gate decides; manual: a person approves in the Airflow UI. A trigger can only make the "
+        "gate stricter: auto is refused when the config's promotion.approval is manual.",
     ),
 }
 
@@ -106,5 +109,11 @@ def test_factory_dags_keep_the_params_and_a_wrong_trigger_is_refused() -> None:
     assert served.params.deep_merge({"skip_vs_champion": True, "force_reason": "hotfix"}).validate()
     with pytest.raises(ParamValidationError, match="skip_vs_champion"):
         served.params.deep_merge({"skip_vs_champion": "yes"}).validate()
-    for task in retrain.tasks:  # every task still carries the DAG's Params, as Airflow copies them
-        assert list(task.params) == list(EXPECTED)
+    from airflow.sdk.definitions.param import process_params
+
+    for task in retrain.tasks:  # what each task sees at run time: the DAG's Params, with the trigger's conf
+        seen = process_params(retrain, task, {"approval": "manual"}, suppress_exception=False)
+        assert list(seen) == list(EXPECTED)
+        assert seen["approval"] == "manual"
+        with pytest.raises(ParamValidationError, match="approval"):
+            process_params(retrain, task, {"approval": "yolo"}, suppress_exception=False)

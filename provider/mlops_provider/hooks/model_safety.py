@@ -1,0 +1,321 @@
+"""What may be loaded from MLflow, and how: the load policy, the provider's skops allowlist and the
+model artifact's sha256.
+
+Loading a model can run code the artifact carries. MLflow 3.17 leaves pickle deserialization on by
+default and trusts the skops types the model's own MLmodel lists, so the provider never calls
+``mlflow.sklearn.load_model``. It downloads the model directory itself and, before anything is
+deserialised:
+
+1. compares the sha256 of the model (``MLmodel`` and the serialised file it names, see
+   :func:`model_digest`) with the one recorded at log time (run tag ``mlops.model_sha256``, copied to
+   the registered version). A mismatch refuses; a missing record refuses unless the policy allows
+   unverified models (versions logged before the provider recorded the hash);
+2. for skops files, lists the types skops does not trust by itself and refuses any outside the
+   provider's allowlist (:data:`TRUSTED_PREFIXES`: scikit-learn, numpy, scipy, minus
+   :data:`DENIED_PREFIXES`, plus ``extra_trusted_types``); then loads with exactly that list;
+3. refuses pickle and cloudpickle files unless the policy allows pickle.
+
+Every refusal is an :class:`~mlops_provider.exceptions.InvalidInputError` (not retried) naming the
+model and what was found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+import tempfile
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlops_provider.core.scoring import ColumnSpec
+from mlops_provider.exceptions import InvalidInputError
+
+SHA256_TAG = "mlops.model_sha256"
+TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.")
+# Callables under the trusted packages that read files, compile or execute code: never trusted by prefix
+# (skops can call a trusted callable with arguments from the file), only when named exactly in extras.
+DENIED_PREFIXES = (
+    "numpy.testing",
+    "numpy.f2py",
+    "numpy.distutils",
+    "numpy.ctypeslib",
+    "numpy.lib.npyio",
+    "numpy.lib._npyio_impl",
+    "numpy.lib.format",
+    "numpy.lib._format_impl",
+    "numpy.load",
+    "numpy.save",
+    "numpy.fromfile",
+    "numpy.memmap",
+    "numpy.genfromtxt",
+    "scipy.io",
+    "scipy._lib",
+    "sklearn.datasets",
+    "sklearn.externals",
+    "sklearn.utils._testing",
+)
+SKOPS, PICKLE, CLOUDPICKLE = "skops", "pickle", "cloudpickle"
+_VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
+_RUN_URI = re.compile(r"^runs:/(?P<run_id>[^/]+)/(?P<path>.+)$")
+
+
+@dataclass(frozen=True)
+class ModelLoadPolicy:
+    """
+    What a load may do. The defaults are the secure ones.
+
+    :param allow_pickle: load pickle/cloudpickle model files (they can run arbitrary code).
+    :param extra_trusted_types: skops types trusted besides the provider's allowlist: exact names
+        (``my_pkg.models.MyEstimator``) or prefixes ending in ``.`` (``my_pkg.``).
+    :param allow_cloudpickle_fallback: when logging, save a model skops cannot serialise with
+        cloudpickle (loading it then needs ``allow_pickle``); otherwise such a model fails the task.
+    :param allow_unverified: load a model that has no recorded sha256 (logged by older code).
+    """
+
+    allow_pickle: bool = False
+    extra_trusted_types: tuple[str, ...] = field(default_factory=tuple)
+    allow_cloudpickle_fallback: bool = False
+    allow_unverified: bool = False
+
+    @classmethod
+    def from_args(
+        cls,
+        *,
+        allow_pickle: Any = False,
+        extra_trusted_types: Any = None,
+        allow_cloudpickle_fallback: Any = False,
+        allow_unverified: Any = False,
+    ) -> ModelLoadPolicy:
+        """A policy from operator arguments (rendered templates); a wrong type fails naming the argument."""
+        flags = {
+            "allow_pickle": allow_pickle,
+            "allow_cloudpickle_fallback": allow_cloudpickle_fallback,
+            "allow_unverified": allow_unverified,
+        }
+        for name, value in flags.items():
+            if not isinstance(value, bool):
+                raise InvalidInputError(f"{name} must be true or false, got {value!r}")
+        extras = extra_trusted_types or ()
+        if isinstance(extras, str) or not all(isinstance(t, str) and t.strip() for t in extras):
+            raise InvalidInputError(
+                f"extra_trusted_types must be a list of type names, got {extra_trusted_types!r}"
+            )
+        return cls(
+            allow_pickle=allow_pickle,
+            extra_trusted_types=tuple(t.strip() for t in extras),
+            allow_cloudpickle_fallback=allow_cloudpickle_fallback,
+            allow_unverified=allow_unverified,
+        )
+
+    def is_trusted(self, type_name: str) -> bool:
+        """Whether a type skops reports as untrusted is on the provider's allowlist (or the extras)."""
+        for extra in self.extra_trusted_types:
+            if type_name == extra or (extra.endswith(".") and type_name.startswith(extra)):
+                return True
+        if type_name.startswith(DENIED_PREFIXES):
+            return False
+        return type_name.startswith(TRUSTED_PREFIXES)
+
+    def refused_types(self, type_names: Iterable[str]) -> list[str]:
+        return sorted({t for t in type_names if not self.is_trusted(t)})
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """A downloaded sklearn model directory: its serialisation format, data file and digest."""
+
+    directory: Path
+    serialization_format: str
+    data_file: Path
+    digest: str
+
+
+def _file_sha256(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def read_artifact(directory: str | os.PathLike[str], what: str) -> ModelArtifact:
+    """
+    The sklearn flavor of the model in ``directory`` (nothing deserialised). Its digest is the sha256
+    of the lines ``<name>\\0<sha256 of the file>\\n`` for ``MLmodel`` and the serialised model file.
+    """
+    import yaml
+
+    root = Path(directory).resolve()
+    try:
+        meta = yaml.safe_load((root / "MLmodel").read_text(encoding="utf-8"))
+        flavor = meta["flavors"]["sklearn"]
+        relative = str(flavor["pickled_model"])
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+        raise InvalidInputError(
+            f"{what}: the artifact is not a scikit-learn model logged by MLflow (no readable sklearn "
+            "flavor in its MLmodel); refusing to load it"
+        ) from None
+    data_file = (root / relative).resolve()
+    if root not in data_file.parents or not data_file.is_file():
+        raise InvalidInputError(f"{what}: MLmodel names the model file {relative!r}, not a file of the model")
+    fmt = str(flavor.get("serialization_format") or PICKLE)
+    if fmt not in (SKOPS, PICKLE, CLOUDPICKLE):
+        raise InvalidInputError(f"{what}: unknown serialization format {fmt!r}")
+    sha = hashlib.sha256()
+    for name, path in (("MLmodel", root / "MLmodel"), (relative, data_file)):
+        sha.update(f"{name}\0{_file_sha256(path)}\n".encode())
+    return ModelArtifact(root, fmt, data_file, sha.hexdigest())
+
+
+def model_digest(directory: str | os.PathLike[str]) -> str:
+    """The sha256 recorded for a logged model directory (see :func:`read_artifact`)."""
+    return read_artifact(directory, f"model at {directory}").digest
+
+
+def parse_model_uri(model_uri: str) -> tuple[str, str, str]:
+    """``("run", run_id, path)`` or ``("version", name, version)``; other URIs are refused."""
+    if m := _RUN_URI.match(model_uri):
+        return "run", m["run_id"], m["path"]
+    if m := _VERSION_URI.match(model_uri):
+        return "version", m["name"], m["version"]
+    raise InvalidInputError(
+        f"{model_uri!r}: the provider loads only runs:/<run_id>/<path> and models:/<name>/<version> URIs "
+        "(their sha256 is recorded)"
+    )
+
+
+def check_digest(artifact: ModelArtifact, expected: str | None, policy: ModelLoadPolicy, what: str) -> None:
+    """Refuse unless the artifact's digest is the recorded one (or none is and the policy allows that)."""
+    if expected is None:
+        if policy.allow_unverified:
+            return
+        raise InvalidInputError(
+            f"{what} has no recorded sha256 (tag {SHA256_TAG!r}): it was logged before the provider "
+            f"recorded one, or not by TrainModelOperator; its artifact (sha256 {artifact.digest}) cannot "
+            "be verified. Retrain and register it, or opt in with allow_unverified_models=True"
+        )
+    if expected != artifact.digest:
+        raise InvalidInputError(
+            f"{what}: the model artifact was changed after it was logged: expected sha256 {expected}, "
+            f"found {artifact.digest}; refusing to load it"
+        )
+
+
+def check_loadable(artifact: ModelArtifact, policy: ModelLoadPolicy, what: str) -> list[str]:
+    """The skops types to pass as trusted; refuses what the policy does not allow (nothing is loaded)."""
+    if artifact.serialization_format != SKOPS:
+        if policy.allow_pickle:
+            return []
+        raise InvalidInputError(
+            f"{what} is serialised with {artifact.serialization_format}, which can run arbitrary code when "
+            "loaded; refusing it (opt in with allow_pickle=True only for a trusted registry)"
+        )
+    import skops.io as sio
+
+    try:
+        untrusted = list(sio.get_untrusted_types(file=artifact.data_file))
+    except Exception as err:  # a corrupt or foreign file: skops' own error text says what
+        raise InvalidInputError(f"{what}: cannot read the skops file ({type(err).__name__}: {err})") from None
+    refused = policy.refused_types(untrusted)
+    if refused:
+        raise InvalidInputError(
+            f"{what}: the skops file holds type(s) outside the provider's allowlist (scikit-learn, numpy, "
+            f"scipy and extra_trusted_types): {', '.join(refused)}; refusing to load it"
+        )
+    return untrusted
+
+
+def deserialize(artifact: ModelArtifact, trusted: Sequence[str], policy: ModelLoadPolicy, what: str) -> Any:
+    """Load a checked artifact (:func:`check_digest` and :func:`check_loadable` first)."""
+    if artifact.serialization_format == SKOPS:
+        import skops.io as sio
+
+        return sio.load(artifact.data_file, trusted=list(trusted))
+    if not policy.allow_pickle:  # check_loadable refused already; never reach pickle by mistake
+        raise InvalidInputError(f"{what}: pickle deserialization is not allowed")
+    with open(artifact.data_file, "rb") as f:
+        if artifact.serialization_format == CLOUDPICKLE:
+            import cloudpickle
+
+            return cloudpickle.load(f)
+        return pickle.load(f)
+
+
+def skops_options(model: Any, policy: ModelLoadPolicy) -> dict[str, Any]:
+    """
+    ``mlflow.sklearn.log_model`` options: skops, refusing a model the provider could not load back
+    (a type outside the allowlist); cloudpickle only when skops cannot serialise it and the policy opts in.
+    """
+    import skops.io as sio
+
+    try:
+        untrusted = list(sio.get_untrusted_types(data=sio.dumps(model)))
+    except Exception as err:  # skops refuses some estimators
+        if policy.allow_cloudpickle_fallback:
+            return {"serialization_format": CLOUDPICKLE}
+        raise InvalidInputError(
+            f"skops cannot serialise the {type(model).__name__} model ({type(err).__name__}: {err}); "
+            "cloudpickle (which runs code at load) is used only with allow_cloudpickle=True"
+        ) from None
+    refused = policy.refused_types(untrusted)
+    if refused:
+        raise InvalidInputError(
+            f"the {type(model).__name__} model holds type(s) outside the provider's skops allowlist: "
+            f"{', '.join(refused)}; it could not be loaded back. Name them in extra_trusted_types"
+        )
+    return {"serialization_format": SKOPS, "skops_trusted_types": untrusted}
+
+
+def logged_digest(model_uri: str) -> str:
+    """The sha256 of the model just logged, as stored (inside the caller's session)."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return model_digest(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp))
+
+
+def signature_inputs(artifact: ModelArtifact) -> list[ColumnSpec] | None:
+    """The logged input signature's columns (``None`` when the model has no column signature)."""
+    from mlflow.models import Model
+
+    signature = Model.load(str(artifact.directory / "MLmodel")).signature
+    if signature is None or signature.inputs is None or not signature.inputs.has_input_names():
+        return None
+    return [
+        ColumnSpec(str(spec.name), str(getattr(spec.type, "name", spec.type)), bool(spec.required))
+        for spec in signature.inputs.inputs
+    ]
+
+
+# Distributions a logged sklearn model needs at load time; versions are read from this environment.
+_PIP_DISTRIBUTIONS = ("scikit-learn", "pandas", "numpy", "scipy", "skops", "cloudpickle")
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements of a logged sklearn model (never inferred by MLflow: that costs seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for dist in _PIP_DISTRIBUTIONS:
+        try:
+            pins.append(f"{dist}=={version(dist)}")
+        except PackageNotFoundError:
+            continue
+    return pins
+
+
+@contextmanager
+def quiet_serialization() -> Iterator[None]:
+    """
+    skops looks functions up by scanning every loaded module; Airflow's deprecated-attribute shims
+    answer with a warning each (over 1000 lines per model in a task log). Silence them for the block.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
