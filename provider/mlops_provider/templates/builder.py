@@ -18,7 +18,7 @@ from airflow.sdk import DAG, BaseOperator, get_parsing_context
 from mlops_provider.core.lineage import config_hash
 from mlops_provider.core.paths import mlops_home
 from mlops_provider.templates import docs
-from mlops_provider.templates.heap import frozen_heap
+from mlops_provider.templates.heap import paused_gc
 from mlops_provider.templates.jinja import (
     macros,
     safe_template,
@@ -359,7 +359,7 @@ def build_dags(
         None,
     )
     _DAG_DEFAULTS.clear()  # configuration is read again at each parse
-    with frozen_heap():  # loading and building allocate a lot: see templates.heap
+    with paused_gc():  # loading and building allocate a lot: see templates.heap
         items = load_configs(config_dir, mentioning=model_name)
         bad = [item for item in items if not item.ok]
         for item in bad:

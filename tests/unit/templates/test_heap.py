@@ -1,4 +1,4 @@
-"""frozen_heap leaves the GC as it found it, and never unfreezes what it did not freeze."""
+"""paused_gc leaves the GC as it found it, and touches no frozen heap."""
 
 from __future__ import annotations
 
@@ -6,24 +6,24 @@ import gc
 
 import pytest
 
-from mlops_provider.templates.heap import frozen_heap
+from mlops_provider.templates.heap import paused_gc
 
 
-def test_freezes_only_while_building_and_restores() -> None:
-    assert gc.get_freeze_count() == 0
-    with frozen_heap():
-        assert gc.get_freeze_count() > 0
-    assert gc.get_freeze_count() == 0
-    with pytest.raises(ValueError, match="strict build"), frozen_heap():
+def test_pauses_only_while_building_and_restores() -> None:
+    assert gc.isenabled()
+    with paused_gc():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(ValueError, match="strict build"), paused_gc():
         raise ValueError("a strict build raising")
-    assert gc.get_freeze_count() == 0
+    assert gc.isenabled()
 
 
-def test_an_already_frozen_heap_stays_frozen() -> None:
-    gc.freeze()  # as Airflow's dag processor does before it forks a parser
+def test_a_frozen_heap_stays_frozen() -> None:
+    gc.freeze()  # as Airflow's dag processor and the warm-worker preload do
     try:
         frozen = gc.get_freeze_count()
-        with frozen_heap():
+        with paused_gc():
             pass
         assert gc.get_freeze_count() == frozen
     finally:
@@ -33,8 +33,8 @@ def test_an_already_frozen_heap_stays_frozen() -> None:
 def test_a_disabled_gc_is_left_alone() -> None:
     gc.disable()
     try:
-        with frozen_heap():
-            assert gc.get_freeze_count() == 0
+        with paused_gc():
+            assert not gc.isenabled()
         assert not gc.isenabled()
     finally:
         gc.enable()
