@@ -181,7 +181,9 @@ class RegistryLock:
         try:
             self.client.create_registered_model(self.name, tags=tags, description=description)
         except Exception as err:
-            if _code(err) in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            # "not found" from a create: the server made the model, then a breaker renamed it before
+            # the server read it back (it renames it back when it sees the new token): look again
+            if _code(err) in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"):
                 return False
             raise
         return True
