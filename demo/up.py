@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sys
 import time
 import urllib.request
@@ -27,16 +26,6 @@ from demo import airflow_local as af
 from demo.airflow_local import embedded_env
 
 STOP_TIMEOUT = 20  # then SIGKILL: everything is gone within ~25 s of Ctrl-C
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def wait_http(url: str, timeout: float, processes: list[af.Component]) -> bool:
@@ -85,7 +74,7 @@ def main() -> int:
 
 def run(home: Path, airflow_port: int, mlflow_port: int, components: list[af.Component]) -> int:
     for name, port in (("AIRFLOW_PORT", airflow_port), ("MLFLOW_PORT", mlflow_port)):
-        if not port_free(port):
+        if not af.port_free(port):
             say(f"port {port} on 127.0.0.1 is in use: set {name} to another port", err=True)
             return 2
     env = {**os.environ, **embedded_env()}  # os.environ holds MLOPS_OWNER (claim_home)

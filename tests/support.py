@@ -55,3 +55,35 @@ def cancer_csv(folder: Path) -> Path:
     path = folder / "cancer.csv"
     frame.to_csv(path, index=False)
     return path
+
+
+def shifted_frame(shift: float, seed: int, rows: int = 400) -> Any:
+    """Two normal columns centred on ``shift`` and a two-value category: drift fixtures."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "x": rng.normal(shift, 1.0, rows),
+            "y": rng.normal(shift, 1.0, rows),
+            "c": rng.choice(["a", "b"], rows),
+        }
+    )
+
+
+def registered_versions(folder: Path, versions: int = 2, champion: str | None = None) -> str:
+    """A registered model with plain versions 1..``versions`` (no model files: for alias watchers), in the
+    default MLflow store; ``champion`` sets that alias. Returns the model name."""
+    from mlops_provider.hooks.registry import MLflowRegistryHook
+
+    name = f"watched-{uuid.uuid4().hex[:6]}"
+    source = folder / "model"
+    source.mkdir(exist_ok=True)
+    with MLflowRegistryHook().session() as client:
+        client.create_registered_model(name)
+        for _ in range(versions):
+            client.create_model_version(name, source.as_uri())
+        if champion is not None:
+            client.set_registered_model_alias(name, "champion", champion)
+    return name

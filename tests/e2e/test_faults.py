@@ -17,13 +17,13 @@ reach MLflow), and the tests accept exactly those. Every wait polls for a state 
 from __future__ import annotations
 
 import signal
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from demo import airflow_local as af
 from tests.e2e.conftest import MODEL, RETRAIN, Topology
 from tests.e2e.test_topology import champion_version, running_mlflow_runs, versions_of_run
 
@@ -99,16 +99,6 @@ def metrics_of(run: dict[str, Any]) -> dict[str, float]:
     return {m["key"]: m["value"] for m in run["data"].get("metrics", []) if m["key"].startswith("train_")}
 
 
-def port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def assert_training_run_contract(topology: Topology, dag_run_id: str) -> dict[str, dict[str, Any]]:
     """After the DAG run succeeded: one version; its run FINISHED; every other run FAILED or KILLED."""
     versions = versions_of_run(topology, dag_run_id)
@@ -138,7 +128,7 @@ def test_mlflow_server_restarted_mid_run(topology: Topology) -> None:
         ),
         timeout=240,
     )
-    wait_for(f"MLflow's port {port} released", lambda: port_free(port), timeout=30)
+    wait_for(f"MLflow's port {port} released", lambda: af.port_free(port), timeout=30)
     topology.start_mlflow()  # same port, same PostgreSQL store
 
     state = topology.api.wait_run(RETRAIN, run_id, timeout=RUN_TIMEOUT)

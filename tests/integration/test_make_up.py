@@ -122,18 +122,6 @@ def _reap_orphans(keep: int) -> None:
                 pass
 
 
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _healthy(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2) as r:
@@ -207,7 +195,7 @@ def _interrupt_and_check(up: Up, sig: int = signal.SIGINT) -> None:
         f"still alive {STOP_WITHIN}s after Ctrl-C: {[(p.pid, p.cmdline[:80]) for p in left]}\n{up.log()}"
     )
     up.process.wait(timeout=5)
-    assert all(_port_free(p) for p in up.ports), up.ports
+    assert all(af.port_free(p) for p in up.ports), up.ports
     assert not (up.home / "owner.json").exists(), "the claim on AIRFLOW_HOME was not released"
 
 
@@ -216,7 +204,7 @@ def test_ctrl_c_after_healthy_stops_everything(up: Up) -> None:
     airflow_port, mlflow_port = up.ports
     _wait("Airflow healthy (API, metadatabase, scheduler)", lambda: _healthy(airflow_port), START_WITHIN, up)
     # the scheduler's LocalExecutor workers and forkserver are up once it heartbeats; wait for them
-    _wait("MLflow UI answering", lambda: not _port_free(mlflow_port), START_WITHIN, up)
+    _wait("MLflow UI answering", lambda: not af.port_free(mlflow_port), START_WITHIN, up)
     owner = up.owner()
     assert owner
     _interrupt_and_check(up)

@@ -60,24 +60,17 @@ class DataHook(BaseHook):
             return core_data.read_frame(path, self.filesystem(path), columns=columns)
 
     def read_bytes(self, uri: str) -> bytes:
-        """The bytes of one file (a suite, a record)."""
-        path = self.resolve(uri)
-        fs = self.filesystem(path)
-        try:
-            if fs is None:
-                with open(core_data.local_path(path), "rb") as handle:
-                    return handle.read()
-            with fs.open(path, "rb") as handle:
-                return bytes(handle.read())
-        except FileNotFoundError:
-            raise DataError(f"{path}: no such file") from None
-        except OSError as err:
-            raise DataError(f"{path}: cannot read ({type(err).__name__}: {err})") from err
+        """The bytes of one file (a suite, a record); a missing file is a :class:`DataError`."""
+        data = self.read_bytes_if_exists(uri)
+        if data is None:
+            raise DataError(f"{self.resolve(uri)}: no such file")
+        return data
 
-    def read_bytes_if_exists(self, uri: str, max_bytes: int) -> bytes | None:
+    def read_bytes_if_exists(self, uri: str, max_bytes: int = -1) -> bytes | None:
         """
-        The bytes of one file (a report the API server serves), at most ``max_bytes + 1`` of them (so a
-        caller can tell a larger file); ``None`` when no file is there (missing, or a folder).
+        The bytes of one file, at most ``max_bytes + 1`` of them when ``max_bytes`` is set (so a caller
+        such as the report endpoint can tell a larger file); ``None`` when no file is there (missing, or
+        a folder).
 
         :raises DataError: the store refuses access; :raises DataUnavailableError: it cannot be reached.
         """
@@ -86,11 +79,11 @@ class DataHook(BaseHook):
             fs = self.filesystem(path)
             if fs is None:
                 with open(core_data.local_path(path), "rb") as handle:
-                    return handle.read(max_bytes + 1)
+                    return handle.read(max_bytes + 1 if max_bytes >= 0 else -1)
             if not fs.isfile(path):
                 return None
             with fs.open(path, "rb") as handle:
-                return bytes(handle.read(max_bytes + 1))
+                return bytes(handle.read(max_bytes + 1 if max_bytes >= 0 else -1))
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
         except PermissionError as err:

@@ -223,8 +223,6 @@ class MLflowHook(BaseHook):
             f"per request, {self.settings.max_retries} retries): {message}"
         )
 
-    unavailable = translate_error  # the name earlier releases used
-
     def _scrub(self, message: str) -> str:
         for secret in self.settings.secrets:
             message = message.replace(secret, "***")

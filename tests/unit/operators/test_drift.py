@@ -7,28 +7,16 @@ from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
-import pandas as pd
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 from support import context
+from support import shifted_frame as frame
 
 from mlops_provider import exceptions
 from mlops_provider.assets import drift_asset
 from mlops_provider.core import drift as core_drift
 from mlops_provider.links.reports import DriftReportLink
 from mlops_provider.operators.drift import DriftCheckOperator
-
-
-def frame(shift: float, seed: int, rows: int = 400) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame(
-        {
-            "x": rng.normal(shift, 1.0, rows),
-            "y": rng.normal(shift, 1.0, rows),
-            "c": rng.choice(["a", "b"], rows),
-        }
-    )
 
 
 @pytest.fixture

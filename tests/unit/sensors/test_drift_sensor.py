@@ -7,12 +7,11 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 from airflow.sdk import PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout, TaskDeferred
 from support import context
+from support import shifted_frame as frame
 
 from mlops_provider import exceptions
 from mlops_provider.core import drift as core_drift
@@ -21,17 +20,6 @@ from mlops_provider.hooks.drift import DriftCheckHook
 from mlops_provider.links.reports import DriftReportLink
 from mlops_provider.sensors.drift import DriftSensor
 from mlops_provider.triggers.drift import DriftTrigger
-
-
-def frame(shift: float, seed: int, rows: int = 400) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame(
-        {
-            "x": rng.normal(shift, 1.0, rows),
-            "y": rng.normal(shift, 1.0, rows),
-            "c": rng.choice(["a", "b"], rows),
-        }
-    )
 
 
 @pytest.fixture

@@ -3,12 +3,11 @@ baseline, defers with the right trigger, and refuses a missing or failed trigger
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
 from airflow.sdk.exceptions import AirflowException, TaskDeferred
-from support import context
+from support import context, registered_versions
 
 from mlops_provider.hooks.registry import MLflowRegistryHook
 from mlops_provider.sensors.registry import ModelAliasSensor
@@ -18,14 +17,7 @@ from mlops_provider.triggers.registry import ModelAliasTrigger
 @pytest.fixture
 def model(mlflow_store: Path, tmp_path: Path) -> str:
     """A registered model with versions 1 and 2 (plain versions: the sensor reads aliases only)."""
-    name = f"watched-{uuid.uuid4().hex[:6]}"
-    source = tmp_path / "model"
-    source.mkdir()
-    with MLflowRegistryHook().session() as client:
-        client.create_registered_model(name)
-        for _ in range(2):
-            client.create_model_version(name, source.as_uri())
-    return name
+    return registered_versions(tmp_path)
 
 
 def set_alias(name: str, version: str, alias: str = "champion") -> None:

@@ -7,11 +7,11 @@ import asyncio
 import importlib
 import json
 import threading
-import uuid
 from pathlib import Path
 from unittest import mock
 
 import pytest
+from support import registered_versions
 
 from mlops_provider.hooks.registry import MLflowRegistryHook
 from mlops_provider.triggers import registry as trigger_module
@@ -21,15 +21,7 @@ from mlops_provider.triggers.registry import MAX_CONSECUTIVE_ERRORS, ModelAliasT
 @pytest.fixture
 def model(mlflow_store: Path, tmp_path: Path) -> str:
     """A registered model with versions 1 and 2, champion -> 1."""
-    name = f"watched-{uuid.uuid4().hex[:6]}"
-    source = tmp_path / "model"
-    source.mkdir()
-    with MLflowRegistryHook().session() as client:
-        client.create_registered_model(name)
-        for _ in range(2):
-            client.create_model_version(name, source.as_uri())
-        client.set_registered_model_alias(name, "champion", "1")
-    return name
+    return registered_versions(tmp_path, champion="1")
 
 
 def trigger(name: str, from_version: str | None, poll_interval: float = 0.02) -> ModelAliasTrigger:
