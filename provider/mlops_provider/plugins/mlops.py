@@ -6,14 +6,13 @@ from airflow.plugins_manager import AirflowPlugin
 
 from mlops_provider.links.mlflow import MLflowModelVersionLink, MLflowRunLink
 from mlops_provider.links.reports import DriftReportLink, ValidationReportLink
-from mlops_provider.plugins.reports import URL_PREFIX
-from mlops_provider.plugins.reports import app as reports_app
+from mlops_provider.plugins.app import URL_PREFIX, app
 
 
 class MLOpsPlugin(AirflowPlugin):
     """
     Registers the operator extra links so the UI can render them for serialized DAGs, and the
-    FastAPI app serving validation/drift reports at ``/mlops/reports/...`` (authenticated).
+    FastAPI app at ``/mlops``: validation/drift reports, the Models API and page (authenticated).
     """
 
     name = "mlops"
@@ -23,4 +22,4 @@ class MLOpsPlugin(AirflowPlugin):
         ValidationReportLink(),
         DriftReportLink(),
     ]
-    fastapi_apps = [{"app": reports_app, "url_prefix": URL_PREFIX, "name": "MLOps reports"}]
+    fastapi_apps = [{"app": app, "url_prefix": URL_PREFIX, "name": "MLOps"}]

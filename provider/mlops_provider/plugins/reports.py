@@ -21,28 +21,26 @@ the Airflow session or call the API as the user), loads nothing from the network
 submits no form and opens no popup.
 
 This module is imported wherever plugins load (task processes too), so it imports nothing heavy:
-:data:`app` is a small ASGI shim that builds the FastAPI application, and imports Airflow's API
-security, on its first request in the API server.
+the routes are added to the plugin's app (:mod:`mlops_provider.plugins.app`), which is built, and imports
+Airflow's API security, on its first request in the API server.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import threading
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, unquote_to_bytes
+
+from mlops_provider.plugins.app import URL_PREFIX
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
 Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-URL_PREFIX = "/mlops"
 REPORTS_CONN_ENV = "MLOPS_REPORTS_CONN_ID"
 MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".json": "application/json"}
 MAX_REMOTE_BYTES = 64 * 1024 * 1024
@@ -181,18 +179,14 @@ def serve_report(segments: list[str], media_type: str) -> Any:
     return Response(body, media_type=media_type, headers=SECURITY_HEADERS)
 
 
-def create_app() -> FastAPI:
-    """The FastAPI application (imports FastAPI and Airflow's API security)."""
+def add_routes(api: FastAPI, authenticated_user: Any) -> None:
+    """Add ``GET /reports/{path}`` to the plugin's app (``authenticated_user``: a ``Depends(get_user)``)."""
     # Names FastAPI must resolve from annotations are builtins or module globals (``Any``): this
     # module uses postponed annotations and FastAPI/Airflow are imported here, lazily.
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
-    from airflow.api_fastapi.core_api.security import get_user
-    from fastapi import Depends, FastAPI, HTTPException, Request, status
+    from fastapi import HTTPException, Request, status
     from fastapi.responses import Response
-
-    authenticated_user = Depends(get_user)  # 401 without a valid JWT (bearer or UI cookie)
-    api = FastAPI(title="MLOps reports", docs_url=None, redoc_url=None, openapi_url=None)
 
     def get_report(path: str, request: Request, user: Any = authenticated_user) -> Any:
         parsed = report_segments(request.scope, path)
@@ -219,27 +213,3 @@ def create_app() -> FastAPI:
         response_model=None,
         name="mlops_report",
     )
-
-    return api
-
-
-class LazyASGIApp:
-    """An ASGI application that builds the real one with ``factory`` on its first call."""
-
-    def __init__(self, factory: Callable[[], Any]) -> None:
-        self._factory = factory
-        self._app: Any = None
-        self._lock = threading.Lock()
-
-    def get(self) -> Any:
-        if self._app is None:
-            with self._lock:
-                if self._app is None:
-                    self._app = self._factory()
-        return self._app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.get()(scope, receive, send)
-
-
-app = LazyASGIApp(create_app)

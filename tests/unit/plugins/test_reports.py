@@ -16,10 +16,10 @@ import pytest
 
 from mlops_provider.core.paths import encode_segment, run_prefix
 from mlops_provider.links.reports import report_url
+from mlops_provider.plugins.app import LazyASGIApp
 from mlops_provider.plugins.reports import (
     MEDIA_TYPES,
     REPORT_CSP,
-    LazyASGIApp,
     decode_segments,
     report_segments,
     resolve_report,

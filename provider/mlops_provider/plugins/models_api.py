@@ -1,0 +1,12 @@
+"""The Models JSON API: ``GET /mlops/api/models`` and ``GET /mlops/api/models/{name}``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+
+def add_routes(api: FastAPI, authenticated_user: Any) -> None:
+    """Add this module's routes to the plugin's app (``authenticated_user``: a ``Depends(get_user)``)."""
