@@ -1,5 +1,6 @@
-"""The DAG factory: every YAML in a folder becomes ``<name>_retrain``, ``<name>_drift_monitor`` and
-``<name>_batch_score``; a bad config becomes a placeholder DAG tagged ``invalid-config``.
+"""The DAG factory: every YAML in a folder becomes ``<name>_retrain``, ``<name>_drift_monitor``,
+``<name>_batch_score`` and ``<name>_rollback``; a bad config becomes a placeholder DAG tagged
+``invalid-config``.
 
 Airflow re-parses the DAG file in every task process: there, only the DAG being run is built
 (``get_parsing_context()``), so 100 configs cost one DAG's construction per task.
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import timedelta
 from itertools import pairwise
 from typing import Any
 
@@ -17,7 +17,7 @@ from airflow.sdk import DAG, BaseOperator, get_parsing_context
 
 from mlops_provider.core.lineage import config_hash
 from mlops_provider.core.paths import mlops_home
-from mlops_provider.templates import docs
+from mlops_provider.templates import dag_args, docs
 from mlops_provider.templates.heap import paused_gc
 from mlops_provider.templates.jinja import (
     macros,
@@ -34,54 +34,14 @@ from mlops_provider.templates.placeholder import (
     placeholder_dag,
     placeholder_dag_id,
 )
+from mlops_provider.templates.rollback import rollback_dag
 from mlops_provider.templates.schema import ModelConfig
 
 __all__ = ["INVALID_TAG", "InvalidModelConfigError", "build_dags", "placeholder_dag_id", "safe_template"]
 
 log = logging.getLogger(__name__)
 
-DAG_SUFFIXES = ("_retrain", "_drift_monitor", "_batch_score")
-
-
-def _schedule(cron: str | None) -> Any:
-    """A cron expression or preset as a CronTriggerTimetable (UTC); ``@once`` and ``None`` as they are."""
-    if cron is None or cron == "@once":
-        return cron
-    from airflow.sdk import CronTriggerTimetable
-
-    return CronTriggerTimetable(_PRESET_CRON.get(cron, cron), timezone="UTC")
-
-
-def _default_args(config: ModelConfig) -> dict[str, Any]:
-    return {
-        "owner": config.owner,
-        "retries": config.retries,
-        "retry_delay": timedelta(seconds=config.retry_delay_seconds),
-        "retry_exponential_backoff": True,
-    }
-
-
-_DAG_DEFAULTS: dict[str, Any] = {}
-
-
-def dag_defaults() -> dict[str, Any]:
-    """
-    DAG arguments whose defaults Airflow reads from its configuration for every DAG it builds (three
-    config lookups per DAG): read once per ``build_dags`` call instead, with the same values.
-    """
-    if not _DAG_DEFAULTS:
-        from airflow.sdk.configuration import conf
-
-        _DAG_DEFAULTS.update(
-            max_active_tasks=conf.getint("core", "max_active_tasks_per_dag"),
-            max_consecutive_failed_dag_runs=conf.getint("core", "max_consecutive_failed_dag_runs_per_dag"),
-            disable_bundle_versioning=conf.getboolean("dag_processor", "disable_bundle_versioning"),
-        )
-    return dict(_DAG_DEFAULTS)
-
-
-def _tags(config: ModelConfig, kind: str) -> list[str]:
-    return sorted({"mlops", f"model:{config.model.name}", kind, *config.tags})
+DAG_SUFFIXES = ("_retrain", "_drift_monitor", "_batch_score", "_rollback")
 
 
 class _Builder:
@@ -118,7 +78,7 @@ class _Builder:
         from mlops_provider.assets import drift_asset
 
         asset = drift_asset(self.name)
-        timetable = _schedule(self.config.schedule)
+        timetable = dag_args.schedule(self.config.schedule)
         if timetable is None:
             return asset
         if timetable == "@once":
@@ -146,9 +106,9 @@ class _Builder:
             schedule=self.retrain_schedule(),
             catchup=False,
             max_active_runs=1,
-            **dag_defaults(),
-            tags=_tags(c, "retrain"),
-            default_args=_default_args(c),
+            **dag_args.dag_defaults(),
+            tags=dag_args.tags(c, "retrain"),
+            default_args=dag_args.default_args(c),
             doc_md=docs.retrain_doc(c, str(self.item.path)),
             user_defined_macros={**macros(), "mlops_training_data": guard},
             render_template_as_native_obj=True,
@@ -156,7 +116,7 @@ class _Builder:
             validate = self.validate_task("validate_data", data_uri)
             chain = [*([validate] if validate is not None else []), *self.retrain_tasks(data_uri, validate)]
             for upstream, downstream in pairwise(chain):
-                upstream >> downstream
+                dag_args.depends(downstream, upstream)
         # The trigger form, set once the tasks exist: every task built under a DAG with Params deep-copies
         # them (a quarter of the factory's parse time). Tasks read them at run time from the DAG anyway
         # (process_params merges dag.params), and setting them runs the same conversion and validation.
@@ -255,12 +215,12 @@ class _Builder:
         with DAG(
             dag_id=f"{self.name}_drift_monitor",
             description=f"Watch {self.name}'s incoming data for drift against the champion's training data",
-            schedule=_schedule(c.drift.schedule),
+            schedule=dag_args.schedule(c.drift.schedule),
             catchup=False,
             max_active_runs=1,
-            **dag_defaults(),
-            tags=_tags(c, "drift"),
-            default_args=_default_args(c),
+            **dag_args.dag_defaults(),
+            tags=dag_args.tags(c, "drift"),
+            default_args=dag_args.default_args(c),
             doc_md=docs.drift_doc(c, str(self.item.path)),
             user_defined_macros=macros(),
         ) as dag:
@@ -282,8 +242,16 @@ class _Builder:
                 doc_md=docs.DRIFT,
             )
             if validate is not None:
-                validate >> check
+                dag_args.depends(check, validate)
         return dag
+
+    def rollback(self) -> DAG:
+        args = {
+            **dag_args.dag_defaults(),
+            "tags": dag_args.tags(self.config, "rollback"),
+            "default_args": dag_args.default_args(self.config),
+        }
+        return rollback_dag(self.config, str(self.item.path), args)
 
     # -- <name>_batch_score --------------------------------------------------------------------
     def batch_score(self) -> DAG | None:
@@ -298,12 +266,12 @@ class _Builder:
         with DAG(
             dag_id=f"{self.name}_batch_score",
             description=f"Score {self.name}'s incoming batch with the {c.promotion.alias} model",
-            schedule=_schedule(c.scoring.schedule),
+            schedule=dag_args.schedule(c.scoring.schedule),
             catchup=False,
             max_active_runs=1,
-            **dag_defaults(),
-            tags=_tags(c, "scoring"),
-            default_args=_default_args(c),
+            **dag_args.dag_defaults(),
+            tags=dag_args.tags(c, "scoring"),
+            default_args=dag_args.default_args(c),
             doc_md=docs.score_doc(c, str(self.item.path)),
             user_defined_macros=macros(),
         ) as dag:
@@ -325,19 +293,8 @@ class _Builder:
                 doc_md=docs.SCORE,
             )
             if validate is not None:
-                validate >> score
+                dag_args.depends(score, validate)
         return dag
-
-
-_PRESET_CRON = {
-    "@hourly": "0 * * * *",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@weekly": "0 0 * * 0",
-    "@monthly": "0 0 1 * *",
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-}
 
 
 def build_dags(
@@ -358,7 +315,7 @@ def build_dags(
         (only_dag_id.removesuffix(s) for s in DAG_SUFFIXES if only_dag_id and only_dag_id.endswith(s)),
         None,
     )
-    _DAG_DEFAULTS.clear()  # configuration is read again at each parse
+    dag_args.DAG_DEFAULTS.clear()  # configuration is read again at each parse
     with paused_gc():  # loading and building allocate a lot: see templates.heap
         items = load_configs(config_dir, mentioning=model_name)
         bad = [item for item in items if not item.ok]
@@ -380,7 +337,9 @@ def _build(items: list[LoadedConfig], only_dag_id: str | None) -> list[DAG]:
             continue
         builder = _Builder(item)
         for suffix, make in zip(
-            DAG_SUFFIXES, (builder.retrain, builder.drift_monitor, builder.batch_score), strict=True
+            DAG_SUFFIXES,
+            (builder.retrain, builder.drift_monitor, builder.batch_score, builder.rollback),
+            strict=True,
         ):
             if only_dag_id is not None and only_dag_id != f"{builder.name}{suffix}":
                 continue

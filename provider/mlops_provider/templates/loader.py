@@ -18,7 +18,8 @@ import yaml
 from pydantic import ValidationError
 
 from mlops_provider.core.data import is_local, local_path
-from mlops_provider.templates.safe_yaml import ConfigTooLargeError, load_yaml, read_config_text
+from mlops_provider.templates.config_cache import load_yaml_cached
+from mlops_provider.templates.safe_yaml import ConfigTooLargeError, read_config_text
 from mlops_provider.templates.schema import ModelConfig, has_glob, is_templated
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
@@ -133,7 +134,7 @@ def load_config(path: Path) -> LoadedConfig:
     shown = str(path)
     loaded = LoadedConfig(path=path)
     try:
-        raw = load_yaml(read_config_text(path))
+        raw = load_yaml_cached(path, read_config_text(path))
     except (OSError, UnicodeDecodeError) as err:
         loaded.problems.append(ConfigProblem(shown, "(file)", f"cannot read: {err}"))
         return loaded
