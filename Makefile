@@ -28,7 +28,7 @@ export UV_COMPILE_BYTECODE := 1
 export UV_LINK_MODE := copy
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install demo test lint compose-tool up bench clean
+.PHONY: help install demo test lint compose-tool chromium up bench clean
 
 help:
 	@echo "make demo   - install into .venv and run the retraining loop end to end (embedded default)"
@@ -57,7 +57,7 @@ lint: install
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
-test: lint compose-tool
+test: lint compose-tool chromium
 	$(BIN)/python -m pytest
 
 # Debian's docker-compose (v1) validates docker-compose.yaml without a Docker engine (tests/e2e/test_compose.py).
@@ -68,6 +68,15 @@ compose-tool:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null) \
 	      || echo "could not install docker-compose: the compose validation test will be skipped"; \
 	  else echo "docker-compose not found: the compose validation test will be skipped"; fi; }
+
+# Debian's Chromium and its driver run the Models page browser test (tests/integration/test_models_page_browser.py).
+chromium:
+	@{ command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium and chromium-driver (Debian packages) for the Models page browser test"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	      || echo "could not install chromium: the Models page browser test will be skipped"; \
+	  else echo "chromium or chromedriver not found: the Models page browser test will be skipped"; fi; }
 
 up: install
 	$(BIN)/python -m demo.up

@@ -4,6 +4,7 @@ with the champion unchanged."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -57,8 +58,6 @@ def aliases() -> dict[str, str]:
 
 
 def history() -> list[dict]:
-    import json
-
     with MLflowHook().session() as client:
         return json.loads(client.get_registered_model(MODEL).tags["mlops.alias_history.champion"])
 
@@ -104,4 +103,10 @@ def test_a_person_rolls_the_champion_back_and_hostile_forms_change_nothing(
     assert aliases()["champion"] == "1"
     last = history()[-1]
     assert (last["action"], last["from"], last["to"]) == ("rollback", "2", "1")
+    assert last["who"] == "human:dag_test"  # the person who triggered the run (dag.test's user)
+    with MLflowHook().session() as client:
+        decision = json.loads(client.get_registered_model(MODEL).tags["mlops.last_decision"])
+    assert (decision["decision"], decision["version"]) == ("rolled_back", "1")
+    assert decision["decided_by"] == "human:dag_test"
+    assert (decision["dag_id"], decision["dag_run"]) == (f"{MODEL}_rollback", run.run_id)
     assert last["why"] == "live accuracy fell <script>x</script>"  # recorded as given, as text

@@ -17,6 +17,7 @@ A metric that is missing, NaN or infinite fails every gate that reads it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -34,6 +35,7 @@ HISTORY_MAX_ENTRIES = 25
 HISTORY_MAX_CHARS = 4900  # fits the 5000-character tag values of older MLflow servers
 DECISION_PREFIX = "mlops.gate."
 PREVIOUS_ALIAS = "previous_champion"
+ROLLBACK_REQUEST_PREFIX = "mlops.rollback_request."  # + <alias>.<sha256 of the request key>
 
 
 class GateConfigError(InvalidInputError):
@@ -312,3 +314,41 @@ def jsonable_metrics(values: Mapping[str, Any]) -> dict[str, float | None]:
     return {
         k: (float(v) if isinstance(v, int | float) and math.isfinite(v) else None) for k, v in values.items()
     }
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """One alias move as recorded: which model and alias, from which version to which, why, who, how."""
+
+    model_name: str
+    alias: str
+    origin: str | None
+    target: str
+    why: str
+    who: str
+    action: str
+
+    @property
+    def edge(self) -> tuple[str | None, str, str]:
+        return (self.origin, self.target, self.action)
+
+
+def request_tag(alias: str, request_key: str) -> str:
+    """The registered-model tag recording rollback request ``request_key`` of ``alias``."""
+    return f"{ROLLBACK_REQUEST_PREFIX}{alias}.{hashlib.sha256(request_key.encode()).hexdigest()[:20]}"
+
+
+def json_of(raw: str | None, kind: type) -> Any:
+    """``raw`` parsed when it is a JSON ``kind`` (list or dict), else ``None``."""
+    try:
+        value = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return value if isinstance(value, kind) else None
+
+
+def rollback_summary(
+    model_name: str, alias: str, old: Any, new: Any, reason: str, decision: str
+) -> dict[str, Any]:
+    keys = ("decision", "gates", "old_version", "new_version", "reason", "alias", "model_name")
+    return dict(zip(keys, (decision, [], old, new, reason, alias, model_name), strict=True))

@@ -9,6 +9,10 @@ prefix, and return the small summary that goes to XCom. A failing report never h
 
 Outcomes: a bad argument or a schema mismatch fails the task without retry; no champion and no
 ``reference_uri`` skips it; unreachable MLflow or storage leaves the retry to Airflow.
+
+Every completed check (``drift``, ``no_drift``, ``insufficient_data``, or ``skipped`` for nothing to
+compare with) is recorded as the task instance's run in the ``<model>-monitoring`` experiment by
+:class:`~mlops_provider.hooks.monitoring.MonitoringHook` (:meth:`DriftCheckHookMixin.record`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -32,11 +37,13 @@ from mlops_provider.core.drift import (
     check_task_arguments,
     compute_drift,
 )
+from mlops_provider.core.monitoring import CheckRecord, drift_record
 from mlops_provider.core.paths import reports_root, run_prefix
 from mlops_provider.exceptions import airflow_errors
 from mlops_provider.hooks.data import DataHook
 from mlops_provider.hooks.evidently import REPORT_HTML, REPORT_JSON, EvidentlyHook
 from mlops_provider.hooks.mlflow import MLflowHook
+from mlops_provider.hooks.monitoring import MonitoringHook
 from mlops_provider.hooks.registry import CHAMPION_ALIAS, Champion, MLflowRegistryHook
 
 if TYPE_CHECKING:
@@ -107,6 +114,10 @@ class DriftCheckHook(BaseHook):
     @cached_property
     def registry(self) -> MLflowRegistryHook:
         return MLflowRegistryHook(mlflow_conn_id=self.mlflow_conn_id)
+
+    @cached_property
+    def monitoring(self) -> MonitoringHook:
+        return MonitoringHook(mlflow_conn_id=self.mlflow_conn_id)
 
     # -- the reference -------------------------------------------------------------------------
     def resolve_reference(self, check: DriftCheck) -> tuple[str, Champion | None]:
@@ -278,3 +289,40 @@ class DriftCheckHookMixin:
         """``<reports root>/<dag_id>/<run_id>/<task_id>``."""
         ti = context["ti"]
         return run_prefix(self.reports_uri or reports_root(), ti.dag_id, ti.run_id, ti.task_id)
+
+    # -- the monitoring record -----------------------------------------------------------------
+    def checked(self, context: Context) -> tuple[dict[str, Any], DriftResult]:
+        """Run the check; one with nothing to compare with is recorded (``skipped``), then skips."""
+        try:
+            return self.hook.run(self.drift_check(), self.reports_prefix(context))
+        except AirflowSkipException as skip:
+            summary = {"status": "skipped", "reason": str(skip), "threshold_share": self.drift_share}
+            self.record(self.drift_record(context, summary, None))
+            raise
+
+    def drift_record(
+        self, context: Context, summary: Mapping[str, Any], result: DriftResult | None
+    ) -> CheckRecord:
+        """The monitoring record of a check that just ran: its summary and every column's result."""
+        return drift_record(
+            model=self.model_name,
+            summary=summary,
+            columns={c.column: c.brief() for c in result.columns} if result is not None else {},
+            identity=lineage.task_identity(context),
+            logical_date=logical_date(context),
+            checked_at=datetime.now(UTC),
+        )
+
+    def record(self, record: CheckRecord) -> str:
+        """Write the record (a retry updates the same run); the MLflow run id. Failures are retryable."""
+        return self.hook.monitoring.record_check(record)
+
+
+def logical_date(context: Mapping[str, Any]) -> Any:
+    """The DAG run's logical date, else its ``run_after`` (``None`` outside a DAG run)."""
+    dag_run = context.get("dag_run")
+    return (
+        context.get("logical_date")
+        or getattr(dag_run, "logical_date", None)
+        or getattr(dag_run, "run_after", None)
+    )

@@ -10,11 +10,13 @@
   version as ``previous_champion`` and append ``{alias, action, from, to, why, who, when}`` to the
   registered-model tag ``mlops.alias_history.<alias>``.
 * A rollback with a request key happens once: retries and clear-and-rerun never flip the alias back.
+* Registered-model summary tags for the Models page (:mod:`mlops_provider.core.monitoring`):
+  ``mlops.retrain_dag`` at registration (if missing), ``mlops.last_decision`` on a promotion, refusal
+  or rollback, and a new ``mlops.revision`` on every write here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Iterator, Mapping
@@ -22,16 +24,26 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from mlops_provider.core import lineage
-from mlops_provider.core.gate import HISTORY_TAG, PREVIOUS_ALIAS, append_history, decision_tags, history_entry
+from mlops_provider.core import lineage, monitoring
+from mlops_provider.core.gate import (
+    HISTORY_TAG,
+    PREVIOUS_ALIAS,
+    AliasMove,
+    append_history,
+    decision_tags,
+    history_entry,
+    json_of,
+    request_tag,
+    rollback_summary,
+)
 from mlops_provider.exceptions import InvalidInputError, MLflowRequestError, MLflowUnavailableError
 from mlops_provider.hooks.mlflow import error_code, is_mlflow_error
 from mlops_provider.hooks.models import COMPLETE_TAG, MLflowModelHook
+from mlops_provider.hooks.monitoring import set_model_tags
 from mlops_provider.hooks.registry_lock import RegistryLock
 
 CHAMPION_ALIAS = "champion"
 MANAGED_TAG = "mlops.managed"
-ROLLBACK_REQUEST_PREFIX = "mlops.rollback_request."  # + <alias>.<sha256 of the request key>
 
 
 class ChampionChangedError(Exception):
@@ -161,7 +173,7 @@ class MLflowRegistryHook(MLflowModelHook):
         all_tags = {k: v for k, v in run.data.tags.items() if k.startswith(lineage.PREFIX)}
         all_tags.update({str(k): str(v) for k, v in tags.items()})
         all_tags[lineage.TRAINING_RUN_ID] = run_id
-        self._ensure_registered_model(model_name)
+        self._ensure_registered_model(model_name, all_tags.get(lineage.DAG_ID))
         existing = self._versions_of_run(model_name, run_id)
         if existing:
             version = existing[0]
@@ -169,6 +181,7 @@ class MLflowRegistryHook(MLflowModelHook):
                 "Run %s is already registered as %s version %s", run_id, model_name, version.version
             )
             self._complete_tags(model_name, version, all_tags)  # a crashed try may have left some unset
+            self.set_model_tags(model_name, {})
             return str(version.version), False
         try:
             mine: str | None = self._create_version(model_name, run_id, all_tags)
@@ -183,15 +196,20 @@ class MLflowRegistryHook(MLflowModelHook):
             )
         for duplicate in versions[1:]:
             self._delete_duplicate(model_name, str(duplicate.version), run_id, str(versions[0].version))
+        self.set_model_tags(model_name, {})
         return str(versions[0].version), mine is None or str(versions[0].version) == mine
 
-    def _ensure_registered_model(self, model_name: str) -> None:
+    def _ensure_registered_model(self, model_name: str, dag_id: str | None) -> None:
+        """Create the registered model; record ``dag_id`` as its retrain DAG unless one is recorded."""
+        retrain = {monitoring.RETRAIN_DAG_TAG: dag_id[: monitoring.ID_MAX]} if dag_id else {}
         with self.client(f"creating registered model {model_name!r}") as client:
             try:
-                client.create_registered_model(model_name, tags={MANAGED_TAG: "true"})
+                client.create_registered_model(model_name, tags={MANAGED_TAG: "true", **retrain})
             except Exception as err:
                 code = error_code(err) if is_mlflow_error(err) else ""
                 if code in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                    if retrain.keys() - client.get_registered_model(model_name).tags.keys():
+                        set_model_tags(client, model_name, retrain)
                     return
                 if code == "INVALID_PARAMETER_VALUE":
                     raise MLflowRequestError(f"MLflow refuses the model name {model_name!r}: {err}") from None
@@ -229,10 +247,20 @@ class MLflowRegistryHook(MLflowModelHook):
         with self.client(f"tagging {model_name} version {version}") as client:
             for key, value in tags.items():
                 client.set_model_version_tag(model_name, str(version), key, value)
+            set_model_tags(client, model_name, {})
+
+    def set_model_tags(self, model_name: str, tags: Mapping[str, str]) -> None:
+        """Registered-model ``tags`` and a new ``mlops.revision``."""
+        with self.client(f"tagging registered model {model_name}") as client:
+            set_model_tags(client, model_name, tags)
 
     def record_decision(self, summary: Mapping[str, Any]) -> None:
-        """A gate decision as ``mlops.gate.*`` tags on the challenger version."""
+        """A gate decision as ``mlops.gate.*`` tags on the challenger version and, unless it changed
+        nothing (``skipped``), as the registered model's ``mlops.last_decision``."""
         self.set_version_tags(summary["model_name"], summary["new_version"], decision_tags(summary))
+        last = monitoring.last_decision_value(summary)
+        if last is not None:
+            self.set_model_tags(summary["model_name"], {monitoring.LAST_DECISION_TAG: last})
 
     # -- alias moves ---------------------------------------------------------------------------
     @contextmanager
@@ -257,14 +285,14 @@ class MLflowRegistryHook(MLflowModelHook):
     ) -> None:
         """Move ``alias`` to ``new_version`` if it still points at ``expected_old``; else
         :class:`ChampionChangedError`. Recorded in the alias history."""
-        move = _Move(model_name, alias, expected_old, str(new_version), why, who, action)
+        move = AliasMove(model_name, alias, expected_old, str(new_version), why, who, action)
         with self._locked(model_name, alias, lock_owner) as (client, lock):
             self._move(client, lock, move)
         self.log.info(
             "Moved %s@%s from %s to %s (%s by %s)", model_name, alias, expected_old, new_version, action, who
         )
 
-    def _move(self, client: Any, lock: RegistryLock, move: _Move) -> None:
+    def _move(self, client: Any, lock: RegistryLock, move: AliasMove) -> None:
         """The move itself, under ``lock``: re-read, keep the previous version, move, read back, record."""
         name, alias = move.model_name, move.alias
         current = self.alias_version(name, alias)
@@ -280,12 +308,13 @@ class MLflowRegistryHook(MLflowModelHook):
                 f"{name}@{alias}: read back version {after} after moving it to {move.target}"
             )
         self._append_history(client, move)
+        set_model_tags(client, name, {})
 
-    def _append_history(self, client: Any, move: _Move, only_if_missing: bool = False) -> None:
+    def _append_history(self, client: Any, move: AliasMove, only_if_missing: bool = False) -> None:
         """Append ``move`` to the alias history (``only_if_missing``: unless it is the last entry)."""
         key = HISTORY_TAG.format(alias=move.alias)
         existing = client.get_registered_model(move.model_name).tags.get(key)
-        last = (_json(existing, list) or [{}])[-1]
+        last = (json_of(existing, list) or [{}])[-1]
         if only_if_missing and (last.get("from"), last.get("to"), last.get("action")) == move.edge:
             return
         entry = history_entry(
@@ -317,10 +346,10 @@ class MLflowRegistryHook(MLflowModelHook):
         """
         with self._locked(model_name, alias, who) as (client, lock):
             tag = request_tag(alias, request_key) if request_key else None
-            record = _json(client.get_registered_model(model_name).tags.get(tag), dict) if tag else None
+            record = json_of(client.get_registered_model(model_name).tags.get(tag), dict) if tag else None
             if record and record.get("state") == "done":
                 done, old, new = f"rollback {request_key} already done", record.get("from"), record.get("to")
-                return _summary(model_name, alias, old, new, done, "skipped")
+                return rollback_summary(model_name, alias, old, new, done, "skipped")
             current = self.alias_version(model_name, alias)
             if record:  # an earlier try died part-way: finish what it recorded, never re-decide
                 origin, target = record.get("from"), str(record.get("to"))
@@ -328,8 +357,8 @@ class MLflowRegistryHook(MLflowModelHook):
                     raise ChampionChangedError(origin, current)
             else:
                 origin, target = current, self._rollback_target(model_name, to_version)
-            move = _Move(model_name, alias, origin, target, reason, who, "rollback")
-            summary = _summary(model_name, alias, origin, target, reason, "rolled_back")
+            move = AliasMove(model_name, alias, origin, target, reason, who, "rollback")
+            summary = rollback_summary(model_name, alias, origin, target, reason, "rolled_back")
             if origin == target:
                 summary.update(decision="skipped", reason=f"{model_name}@{alias} already is version {target}")
             elif current == origin:
@@ -338,21 +367,23 @@ class MLflowRegistryHook(MLflowModelHook):
             else:  # the alias moved, but the try died before recording it
                 self._append_history(client, move, only_if_missing=True)
             if origin != target:
-                self._tag_rollback(move)
+                self._tag_rollback(move, request_key)
             self._set_record(client, tag, move, request_key, "done")
         return summary
 
-    def _set_record(self, client: Any, tag: str | None, move: _Move, key: str | None, state: str) -> None:
+    def _set_record(self, client: Any, tag: str | None, move: AliasMove, key: str | None, state: str) -> None:
         if tag is not None:
             value = {"key": (key or "")[:500], "from": move.origin, "to": move.target, "state": state}
             client.set_registered_model_tag(move.model_name, tag, json.dumps(value))
 
-    def _tag_rollback(self, move: _Move) -> None:
+    def _tag_rollback(self, move: AliasMove, request_key: str | None) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         tags = {"from_version": str(move.origin), "reason": move.why[:4000], "by": move.who, "at": stamp}
         self.set_version_tags(
             move.model_name, move.target, {f"mlops.rollback.{k}": v for k, v in tags.items()}
         )
+        decision = monitoring.rollback_decision_value(move.target, move.why, move.who, stamp, request_key)
+        self.set_model_tags(move.model_name, {monitoring.LAST_DECISION_TAG: decision})
 
     def _rollback_target(self, model_name: str, to_version: Any) -> str:
         if to_version not in (None, ""):
@@ -366,35 +397,3 @@ class MLflowRegistryHook(MLflowModelHook):
             target = found
         self.model_version(model_name, target)  # it must exist
         return target
-
-
-@dataclass(frozen=True)
-class _Move:
-    model_name: str
-    alias: str
-    origin: str | None
-    target: str
-    why: str
-    who: str
-    action: str
-
-    edge = property(lambda self: (self.origin, self.target, self.action))
-
-
-def request_tag(alias: str, request_key: str) -> str:
-    """The registered-model tag recording rollback request ``request_key`` of ``alias``."""
-    return f"{ROLLBACK_REQUEST_PREFIX}{alias}.{hashlib.sha256(request_key.encode()).hexdigest()[:20]}"
-
-
-def _json(raw: str | None, kind: type) -> Any:
-    """``raw`` parsed when it is a JSON ``kind`` (list or dict), else ``None``."""
-    try:
-        value = json.loads(raw) if raw else None
-    except ValueError:
-        return None
-    return value if isinstance(value, kind) else None
-
-
-def _summary(model_name: str, alias: str, old: Any, new: Any, reason: str, decision: str) -> dict[str, Any]:
-    keys = ("decision", "gates", "old_version", "new_version", "reason", "alias", "model_name")
-    return dict(zip(keys, (decision, [], old, new, reason, alias, model_name), strict=True))

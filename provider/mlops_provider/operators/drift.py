@@ -11,6 +11,9 @@ drift is confirmed. Airflow 3 registers events for the outlets the task holds wh
 check that finds no drift (or too little data) succeeds without an event, and a failed check emits
 nothing. A retraining DAG scheduled on the asset with ``max_active_runs=1`` starts at most one retrain
 at a time however many drift events arrive.
+
+Every check (also ``insufficient_data`` and a skip for nothing to compare with) is recorded as the task
+instance's run in the MLflow experiment ``<model_name>-monitoring``; a retry updates that run.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ class DriftCheckOperator(DriftCheckHookMixin, BaseOperator):
         {"status": "drift" | "no_drift" | "insufficient_data", "drift_share": 0.75, "threshold_share": 0.3,
          "drifted_columns": [...], "columns": {"temp_max": {"score", "method", "drifted", "status"}, ...},
          "n_reference": 1461, "n_current": 200, "reference_uri": ..., "current_uri": ...,
-         "report_uri": ..., "champion_version": "3", ...}
+         "report_uri": ..., "champion_version": "3", "monitoring_run_id": "<MLflow run id>", ...}
 
     :param model_name: registered model name in MLflow; names the Asset (templated, but keep it literal
         when ``emit_asset`` is on: the outlet is fixed when the DAG is parsed)
@@ -146,9 +149,12 @@ class DriftCheckOperator(DriftCheckHookMixin, BaseOperator):
                     f"model_name rendered to {self.model_name!r} but the drift Asset was fixed at parse time "
                     f"for {self._parsed_model_name!r}: use a literal model_name or emit_asset=False"
                 )
-        summary, _ = self.hook.run(self.drift_check(), self.reports_prefix(context))
+        summary, result = self.checked(context)
         if summary.get("report_uri"):
             DriftReportLink.persist(context, report_url(summary["report_uri"]))
+        # Recorded before the outlet is put back: a failed record fails the try, and Airflow registers
+        # Asset events only when a try succeeds, so a retry emits the drift event once.
+        summary["monitoring_run_id"] = self.record(self.drift_record(context, summary, result))
         if asset is not None and summary["status"] == "drift":
             self.outlets = [*self.outlets, asset]
             ti = context["ti"]

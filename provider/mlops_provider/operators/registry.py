@@ -354,8 +354,9 @@ class RollbackModelOperator(MLflowHookMixin, BaseOperator):
     """
     Move ``alias`` back to the version holding ``previous_champion`` (or to ``to_version``).
 
-    Recorded like a promotion: the alias history gains an entry (action ``rollback``), the version moved
-    away from keeps ``previous_champion``, and the target version gets ``mlops.rollback.*`` tags.
+    Recorded like a promotion: the alias history gains an entry (action ``rollback``, by ``human:<user>``
+    when a person triggered the run), the version moved away from keeps ``previous_champion``, and the
+    target version gets ``mlops.rollback.*`` tags. It happens once per task instance.
 
     :param model_name: registered model name. (templated)
     :param to_version: version to restore; default the ``previous_champion`` alias. (templated)
@@ -381,17 +382,15 @@ class RollbackModelOperator(MLflowHookMixin, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.model_name = model_name
-        self.to_version = to_version
-        self.alias = alias
-        self.reason = reason
-        self.mlflow_conn_id = mlflow_conn_id
+        self.model_name, self.to_version, self.alias = model_name, to_version, alias
+        self.reason, self.mlflow_conn_id = reason, mlflow_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         name = check_model_name(self.model_name)
         try:
-            who = _who(context)
-            summary = self.hook.rollback(name, self.alias, self.to_version, self.reason, who, request_key=who)
+            key, person = _who(context), lineage.triggering_user(context)
+            who = f"human:{person}" if person else key
+            summary = self.hook.rollback(name, self.alias, self.to_version, self.reason, who, request_key=key)
         except ChampionChangedError as changed:
             raise AirflowFailException(f"rollback of {name}@{self.alias} not done: {changed}") from None
         if summary["decision"] == "rolled_back":

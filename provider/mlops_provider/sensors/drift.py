@@ -4,6 +4,10 @@ When to defer: the wait is for data to arrive, which can take hours; deferring f
 while the triggerer lists files every ``poke_interval`` seconds. The statistics always run in a
 worker (after the trigger fires), never in the triggerer's event loop. Each data version is checked
 once: after a check without drift the sensor waits for the data at ``current_uri`` to change.
+
+Only the final outcome is recorded in the ``<model>-monitoring`` MLflow experiment (see
+:mod:`mlops_provider.hooks.monitoring`): the check that fires the sensor, a skip, or at a timeout the
+last check made (carried across deferrals; lost in ``reschedule`` mode, which keeps no state).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.configuration import conf
-from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
+from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, AirflowSkipException
 
 from mlops_provider.core.drift import (
     DEFAULT_CATEGORICAL_METHOD,
@@ -24,6 +28,7 @@ from mlops_provider.core.drift import (
     DEFAULT_NUMERIC_METHOD,
     DEFAULT_REPORT_SAMPLE_ROWS,
 )
+from mlops_provider.core.monitoring import CheckRecord
 from mlops_provider.hooks.drift import DriftCheckHookMixin
 from mlops_provider.hooks.mlflow import MLflowHook
 from mlops_provider.links.reports import DriftReportLink, report_url
@@ -109,6 +114,7 @@ class DriftSensor(DriftCheckHookMixin, BaseSensorOperator):
         self.mlflow_conn_id = mlflow_conn_id
         self.deferrable = deferrable
         self._checked_signature: str | None = None
+        self._last_record: CheckRecord | None = None  # the last check without drift, not yet recorded
 
     @property
     def _resolved_current_uri(self) -> str:
@@ -119,13 +125,17 @@ class DriftSensor(DriftCheckHookMixin, BaseSensorOperator):
         return self.hook.data.signature(self.current_uri)
 
     def _check(self, context: Context, signature: str) -> dict[str, Any] | None:
-        """Run the drift check on this data version; the summary if it drifted, else ``None``."""
-        summary, _ = self.hook.run(self.drift_check(), self.reports_prefix(context))
+        """Run the drift check on this data version; the summary if it drifted (recorded), else ``None``."""
+        self._last_record = None
+        summary, result = self.checked(context)
         if summary.get("report_uri"):
             DriftReportLink.persist(context, report_url(summary["report_uri"]))
         self._checked_signature = signature
+        record = self.drift_record(context, summary, result)
         if summary["status"] == "drift":
+            summary["monitoring_run_id"] = self.record(record)
             return summary
+        self._last_record = record
         self.log.info(
             "No drift confirmed on this data (%s); waiting for new data at %s",
             summary["status"],
@@ -146,7 +156,11 @@ class DriftSensor(DriftCheckHookMixin, BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         self.drift_check().validate()  # a bad argument fails now, not once data has arrived
         if not self.deferrable:
-            return super().execute(context)
+            try:
+                return super().execute(context)
+            except (AirflowSensorTimeout, AirflowSkipException):  # timed out (soft_fail: skipped)
+                self._record_last(self._last_record)
+                raise
         deadline = time.time() + float(self.timeout)
         signature = self._signature()
         if signature is not None:
@@ -156,7 +170,15 @@ class DriftSensor(DriftCheckHookMixin, BaseSensorOperator):
         self._defer(signature, deadline)
         return None
 
+    def _record_last(self, record: CheckRecord | dict[str, Any] | None) -> None:
+        """At a timeout: record the last check made, if any (a retry may record it again, same run)."""
+        if record is not None:
+            self.record(record if isinstance(record, CheckRecord) else CheckRecord.from_dict(record))
+
     def _defer(self, last_signature: str | None, deadline: float) -> None:
+        kwargs: dict[str, Any] = {"deadline": deadline}
+        if self._last_record is not None:
+            kwargs["last_record"] = self._last_record.to_dict()
         self.defer(
             trigger=DriftTrigger(
                 current_uri=self._resolved_current_uri,
@@ -166,17 +188,22 @@ class DriftSensor(DriftCheckHookMixin, BaseSensorOperator):
                 deadline=deadline,
             ),
             method_name="execute_complete",
-            kwargs={"deadline": deadline},
+            kwargs=kwargs,
             timeout=timedelta(seconds=max(deadline - time.time(), 1.0)),
         )
 
     def execute_complete(
-        self, context: Context, event: dict[str, Any] | None = None, deadline: float | None = None
+        self,
+        context: Context,
+        event: dict[str, Any] | None = None,
+        deadline: float | None = None,
+        last_record: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         if not event or not isinstance(event, dict):
             raise AirflowException(f"{self.task_id}: the drift trigger returned no event")
         status = event.get("status")
         if status == "timeout":
+            self._record_last(last_record)
             raise AirflowSensorTimeout(
                 f"{self.task_id}: no drift confirmed at {self.current_uri} before the timeout"
             )

@@ -23,7 +23,8 @@ from mlops_provider.triggers.drift import DriftTrigger
 
 
 @pytest.fixture
-def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_store: Path) -> Path:
+    # mlflow_store: every completed check is recorded in MLflow (a temporary store here)
     monkeypatch.setenv("MLOPS_REPORTS_URI", str(tmp_path / "reports"))
     folder = tmp_path / "data"
     folder.mkdir()
