@@ -300,7 +300,7 @@ def history_entry(
         "action": action,
         "from": None if from_version is None else str(from_version),
         "to": str(to_version),
-        "why": why[:300],
+        "why": str(why if why is not None else "")[:300],
         "who": who,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -272,6 +272,22 @@ def last_check_value(record: CheckRecord, mlflow_run_id: str) -> str:
     return text
 
 
+def supersedes(stored: str | None, record: CheckRecord) -> bool:
+    """Whether ``record`` is at least as recent as the stored ``mlops.last_check.<check>`` value, by
+    logical date then check time: a backfill or a re-run of an old DAG run never shows as the latest."""
+    try:
+        old = json.loads(stored) if stored else None
+    except ValueError:
+        return True
+    if not isinstance(old, dict):
+        return True
+    new = record.last_check
+    return (str(new.get("logical_date") or ""), str(new.get("at") or "")) >= (
+        str(old.get("logical_date") or ""),
+        str(old.get("at") or ""),
+    )
+
+
 # -- registered-model summary of decisions -------------------------------------------------------
 
 

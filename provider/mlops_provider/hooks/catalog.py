@@ -116,6 +116,13 @@ class ModelCatalogHook(MLflowHook):
         return found
 
     # -- one model -----------------------------------------------------------------------------
+    def registered_model(self, name: str) -> RegisteredModelInfo | None:
+        """The registered model's tags and aliases (one cheap request, nothing cached or loaded)."""
+        if not name or len(name) > MAX_NAME_CHARS:
+            return None
+        with self.client(f"reading registered model {name!r}") as client:
+            return self._registered(client, name)
+
     def model(self, name: str) -> ModelState | None:
         """The model's state, from the cache while its revision and aliases are unchanged; None when
         MLflow has no registered model of that name."""

@@ -30,6 +30,7 @@ from mlops_provider.core.monitoring import (
     last_check_value,
     monitoring_experiment,
     revision,
+    supersedes,
 )
 from mlops_provider.hooks.mlflow import MLflowHook, error_code, is_mlflow_error
 
@@ -66,12 +67,28 @@ class MonitoringHook(MLflowHook):
             run_id = self._run_of(client, experiment_id, record)
             self._write(client, run_id, record)
             tag = LAST_CHECK_TAG.format(check=record.check)
-            if not set_model_tags(client, record.model, {tag: last_check_value(record, run_id)}):
+            tags = (
+                {tag: last_check_value(record, run_id)}
+                if supersedes(self._tag(client, record, tag), record)
+                else {}
+            )
+            if not set_model_tags(client, record.model, tags):
                 self.log.info(
                     "%s is not a registered model yet: only its monitoring run is recorded", record.model
                 )
         self.log.info("Recorded the %s check of %s as MLflow run %s", record.check, record.model, run_id)
         return run_id
+
+    @staticmethod
+    def _tag(client: MlflowClient, record: CheckRecord, tag: str) -> str | None:
+        """The registered model's ``tag`` (None when it is not registered or has none)."""
+        try:
+            value = client.get_registered_model(record.model).tags.get(tag)
+            return None if value is None else str(value)
+        except Exception as err:
+            if is_mlflow_error(err) and error_code(err) == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
 
     def monitoring_experiment_id(self, model: str) -> str:
         """The id of ``<model>-monitoring``, created (or restored) with its tags when needed."""

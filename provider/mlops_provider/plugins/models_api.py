@@ -58,9 +58,13 @@ def reset_catalog() -> None:
 
 
 def report_link(uri: str) -> str | None:
+    """The plugin URL of a report, None for a URI no report can have (``http://[x``: data, not a fault)."""
     from mlops_provider.links.reports import report_url
 
-    return report_url(uri)
+    try:
+        return report_url(uri)
+    except ValueError:
+        return None
 
 
 def page_links(name: str, retrain_dag_id: str | None) -> dict[str, str | None]:
@@ -113,14 +117,33 @@ def list_models(user: Any) -> dict[str, Any]:
         for name, retrain in visible.items()
     }
     runs = data.retrain_runs([d for d in visible.values() if d], per_dag=1)
-    approvals = data.count_by_model(
-        data.pending_approvals([d for dags in dags_of.values() for d in dags]), dags_of
-    )
+    readable = [d for dags in dags_of.values() for d in dags if may_read(user, d)]
+    approvals = data.count_by_model(data.pending_approvals(readable), dags_of)
     models = [
-        model_summary(name, retrain, name in configured, registered.get(name), runs, approvals.get(name, 0))
+        safe_summary(name, retrain, name in configured, registered.get(name), runs, approvals.get(name, 0))
         for name, retrain in visible.items()
     ]
     return {"models": models, "generated_at": now_iso()}
+
+
+def safe_summary(name: str, retrain: str | None, configured: bool, *rest: Any) -> dict[str, Any]:
+    """:func:`model_summary`, or a bare row when the model's data cannot be shaped: one model's hostile
+    or broken tags never take the list down for everyone."""
+    try:
+        return model_summary(name, retrain, configured, *rest)
+    except Exception:
+        log.exception("Models API: cannot summarise model %r", name[:200])
+        row = dict.fromkeys(("champion", "last_retrain", "last_decision", "last_drift", "live_metric"))
+        return {
+            **row,
+            "name": name,
+            "retrain_dag_id": retrain,
+            "configured": configured,
+            "registered": None,
+            "pending_approvals": 0,
+            "problems": ["unreadable"],
+            "links": page_links(name, retrain),
+        }
 
 
 def model_summary(
@@ -162,16 +185,18 @@ def model_detail(name: str, user: Any) -> dict[str, Any] | None:
     configured = data.configured_models(name).get(name)
     if configured is not None and not may_read(user, configured.dags.get("retrain")):
         return None  # decided before MLflow is asked
+    if configured is None:  # the registry's own claim decides, read cheaply before anything is loaded
+        info = get_catalog().registered_model(name)
+        if info is None or not is_listed(info) or not may_read(user, retrain_dag_of(None, info.tags)):
+            return None
     state = get_catalog().model(name)
-    if state is not None and configured is None and not is_listed(state.model):
-        state = None
     if configured is None and state is None:
         return None
     retrain = retrain_dag_of(configured, state.model.tags if state is not None else {})
     if configured is None and not may_read(user, retrain):
         return None
     dags = dict(configured.dags) if configured is not None else ({"retrain": retrain} if retrain else {})
-    approvals = data.pending_approvals(dags.values())
+    approvals = data.pending_approvals([d for d in dags.values() if may_read(user, d)])
     detail = dict(mlflow_part(state)) if state is not None else empty_mlflow_part()
     detail["versions"] = mark_pending(detail["versions"], detail.pop("_origins"), approvals)
     return {
@@ -287,7 +312,8 @@ def build_mlflow_part(state: ModelState) -> dict[str, Any]:
 def json_response(payload: Any, status_code: int = 200) -> Any:
     from fastapi.responses import Response
 
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    # ASCII: a lone surrogate from a hostile tag is escaped (\\udXXX), never an encoding error
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return Response(body, status_code=status_code, media_type="application/json", headers=HEADERS)
 
 
@@ -311,7 +337,8 @@ def add_routes(api: FastAPI, authenticated_user: Any) -> None:
             detail = model_detail(name, user)
         except mlflow_errors as err:
             log.warning("Models API (%r): %s", name[:200], err)
-            return json_response(UNAVAILABLE, 503)
+            # only a user who may read every DAG learns that MLflow, not the name, is the problem
+            return json_response(UNAVAILABLE, 503) if may_read(user, None) else json_response(NOT_FOUND, 404)
         if detail is None:
             return json_response(NOT_FOUND, 404)
         return json_response(detail)

@@ -44,17 +44,17 @@ def dag_url(dag_id: str, *rest: str) -> str:
     return "/".join(["/dags", *(quote(str(p), safe="") for p in (dag_id, *rest))])
 
 
-def _kind(name: str, dag_id: str, tags: set[str]) -> str | None:
-    for suffix, kind in DAG_KINDS.items():
-        if dag_id == f"{name}{suffix}":
-            return kind
-    return next((k for k in DAG_KINDS.values() if k in tags), None)
+def _kind(name: str, dag_id: str) -> str | None:
+    """The DAG's kind when its id is the factory's id for ``name`` (``<name>_retrain``, ...), else None:
+    a tag alone never ties a DAG to a model (any DAG author can set tags)."""
+    return next((kind for suffix, kind in DAG_KINDS.items() if dag_id == f"{name}{suffix}"), None)
 
 
 def configured_models(name: str | None = None) -> dict[str, ConfiguredModel]:
     """
     The models of non-stale DAGs tagged ``mlops`` and ``model:<name>`` (only ``name`` when given), each
-    with its DAG ids by kind (by the factory's DAG id suffix, else the DAG's kind tag).
+    with its DAG ids by kind. Only a DAG whose id is the factory's id for that model counts: a DAG
+    tagged ``model:<another team's model>`` claims nothing.
     """
     from airflow.models.dag import DagModel, DagTag
     from airflow.utils.session import create_session
@@ -77,10 +77,9 @@ def configured_models(name: str | None = None) -> dict[str, ConfiguredModel]:
             model = tag[len(MODEL_TAG_PREFIX) :] if tag.startswith(MODEL_TAG_PREFIX) else ""
             if not model or (name is not None and model != name):
                 continue
-            kind = _kind(model, dag_id, names)
-            entry = models.setdefault(model, ConfiguredModel(model))
-            if kind and (kind not in entry.dags or dag_id == f"{model}_{kind}"):
-                entry.dags[kind] = dag_id
+            kind = _kind(model, dag_id)
+            if kind is not None:
+                models.setdefault(model, ConfiguredModel(model)).dags[kind] = dag_id
     return models
 
 

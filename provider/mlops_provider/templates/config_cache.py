@@ -11,6 +11,9 @@ a stale entry is never used.
 * An entry that cannot be read, is larger than the bound, or is not the expected JSON is ignored and
   rewritten: the cache can make a parse faster, never different.
 * Writes are atomic (temporary file, then rename) and best effort: a read-only home means no cache.
+* The folder must belong to the user parsing and be writable by nobody else (it is created with mode
+  0700); otherwise it is not used, so another account cannot plant a document for a known config.
+  The key includes the provider's version: an upgrade parses every config again.
 * A cached document goes through the same schema and checks as a freshly parsed one.
 """
 
@@ -42,9 +45,21 @@ def cache_dir() -> Path | None:
     return Path(home) / ".mlops-cache" / "configs"
 
 
+def _private_folder(folder: Path) -> bool:
+    """The folder exists (created 0700 if not), is ours and no one else may write it."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = folder.stat()
+    except OSError:
+        return False
+    return info.st_uid == os.getuid() and not info.st_mode & 0o022
+
+
 def text_key(text: str) -> str:
     """The hash an entry must carry to stand for ``text``."""
-    salt = f"{FORMAT}|{yaml.__version__}|{MAX_VALUES}|{MAX_ALIASES}|{MAX_DEPTH}|"
+    from mlops_provider import __version__
+
+    salt = f"{FORMAT}|{__version__}|{yaml.__version__}|{MAX_VALUES}|{MAX_ALIASES}|{MAX_DEPTH}|"
     return hashlib.blake2b((salt + text).encode("utf-8"), digest_size=20).hexdigest()
 
 
@@ -56,7 +71,7 @@ def entry_path(folder: Path, config_path: Path) -> Path:
 def load_yaml_cached(config_path: Path, text: str) -> Any:
     """``load_yaml(text)``, from the cache when it holds this exact text's document."""
     folder = cache_dir()
-    if folder is None:
+    if folder is None or not _private_folder(folder):
         return load_yaml(text)
     key = text_key(text)
     entry = entry_path(folder, config_path)
@@ -109,7 +124,6 @@ def _write(entry: Path, key: str, document: Any) -> None:
     if len(payload) > MAX_ENTRY_BYTES:
         return
     try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-", suffix=".json")
         try:
             with os.fdopen(fd, "wb") as handle:

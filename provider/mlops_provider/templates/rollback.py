@@ -62,13 +62,12 @@ def rollback_dag(config: ModelConfig, path: str, dag_args: dict[str, Any]) -> DA
         schedule=None,
         max_active_runs=1,
         doc_md=rollback_doc(config, path),
-        render_template_as_native_obj=True,
         **dag_args,
     ) as dag:
-        RollbackModelOperator(
+        RollbackModelOperator(  # rendered as text: a reason like "123" stays a string
             task_id="rollback",
             model_name=name,
-            to_version="{{ params.to_version or None }}",
+            to_version="{{ params.to_version or '' }}",  # empty: @previous_champion
             alias=config.promotion.alias,
             reason="{{ params.reason }}",
             mlflow_conn_id=config.mlflow_conn_id,

@@ -29,6 +29,9 @@ CRON_PRESETS = frozenset(
 )
 
 
+RESERVED_TAGS = frozenset({"mlops", "retrain", "drift", "scoring", "rollback", "performance"})
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -252,11 +255,22 @@ class ModelConfig(_Section):
     schedule: str | None = Field(
         "0 2 * * *", description="Nightly retraining (cron); the retrain DAG also runs on drift."
     )
-    tags: list[str] = Field(default_factory=list, description="Extra DAG tags.")
+    tags: list[str] = Field(
+        default_factory=list,
+        description="Extra DAG tags (not `mlops`, `model:...` or the DAG kinds: the factory sets those).",
+    )
     owner: str = Field("mlops", description="DAG owner shown in the UI.")
     retries: int = Field(1, ge=0, le=10, description="Task retries for transient faults.")
     retry_delay_seconds: int = Field(30, ge=0, le=3600, description="First retry delay (doubles per retry).")
     mlflow_conn_id: str = Field("mlflow_default", description="Airflow connection of type mlflow.")
+
+    @field_validator("tags")
+    @classmethod
+    def _free_tags(cls, value: list[str]) -> list[str]:
+        reserved = [t for t in value if t in RESERVED_TAGS or t.startswith("model:")]
+        if reserved:
+            raise ValueError(f"{reserved} are set by the DAG factory; choose other tags")
+        return value
 
     @field_validator("schedule")
     @classmethod

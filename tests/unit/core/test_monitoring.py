@@ -289,3 +289,26 @@ def test_iso_utc(value, expected):
 def test_revision_changes():
     assert m.revision(5) == "5"
     assert m.revision() != m.revision(0)
+
+
+def test_an_older_check_never_replaces_the_latest_summary() -> None:
+    from datetime import UTC, datetime
+
+    from mlops_provider.core.monitoring import drift_record, last_check_value, supersedes
+
+    def record(day: int, hour: int = 0):
+        return drift_record(
+            model="m",
+            summary={"status": "drift", "drift_share": 0.5, "threshold": 0.3},
+            columns={},
+            identity={"dag_id": "m_drift_monitor", "dag_run_id": f"r{day}", "task_id": "check_drift"},
+            logical_date=datetime(2026, 1, day, tzinfo=UTC),
+            checked_at=datetime(2026, 2, 1, hour, tzinfo=UTC),
+        )
+
+    stored = last_check_value(record(10), "run-10")
+    assert supersedes(None, record(1))
+    assert supersedes("not json", record(1))
+    assert supersedes(stored, record(11))
+    assert supersedes(stored, record(10, hour=5))  # a retry of the same run, checked later
+    assert not supersedes(stored, record(9, hour=23))  # a backfill of an older date

@@ -127,3 +127,29 @@ def test_a_real_config_loads_the_same_from_the_cache(cache: Path) -> None:
     assert cached.raw == fresh.raw
     assert cached.config == fresh.config
     assert os.listdir(cache) == [entry_path(cache, path).name]
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o722])
+def test_a_folder_others_may_write_is_not_used(tmp_path: Path, monkeypatch, mode: int) -> None:
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    folder.chmod(mode)
+    monkeypatch.setenv(config_cache.CACHE_ENV, str(folder))
+    path = tmp_path / "wine.yaml"
+    entry_path(folder, path).write_bytes(text_key(DOC).encode() + b'\n{"model": {"name": "planted"}}')
+    assert load_yaml_cached(path, DOC)["model"]["name"] == "wine"  # the planted entry is not read
+
+
+def test_a_new_folder_is_private(tmp_path: Path, monkeypatch) -> None:
+    folder = tmp_path / "new" / "configs"
+    monkeypatch.setenv(config_cache.CACHE_ENV, str(folder))
+    load_yaml_cached(tmp_path / "wine.yaml", DOC)
+    assert folder.stat().st_mode & 0o777 == 0o700
+
+
+def test_the_key_changes_with_the_provider_version(monkeypatch) -> None:
+    import mlops_provider
+
+    before = text_key(DOC)
+    monkeypatch.setattr(mlops_provider, "__version__", "99.0.0")
+    assert text_key(DOC) != before

@@ -61,3 +61,13 @@ def test_generated_dags_keep_their_order_through_serialization() -> None:
         assert [t.task_id for t in dags[dag_id].topological_sort()] == order
         restored = DagSerialization.from_dict(DagSerialization.to_dict(dags[dag_id]))
         assert edges(restored) == set(zip(order, order[1:], strict=False))
+
+
+def test_the_rollback_dag_renders_its_form_as_text() -> None:
+    dags = {
+        d.dag_id: d for d in build_dags(ROOT / "dags" / "configs", only_dag_id="seattle_weather_rollback")
+    }
+    dag = dags["seattle_weather_rollback"]
+    assert not dag.render_template_as_native_obj  # a reason "123" or "None" stays a string
+    (task,) = dag.tasks
+    assert task.to_version == "{{ params.to_version or '' }}"  # empty: @previous_champion

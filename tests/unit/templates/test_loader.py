@@ -71,6 +71,9 @@ DELETE = object()
         ({"training__test_size": "a fifth"}, "training.test_size", "valid number"),
         ({"schedule": "0 2 * *"}, "schedule", "not a valid cron expression"),
         ({"drift__schedule": "every day"}, "drift.schedule", "not a valid cron expression"),
+        ({"tags": ["team-a", "model:secret"]}, "tags", "set by the DAG factory"),
+        ({"tags": ["mlops"]}, "tags", "set by the DAG factory"),
+        ({"tags": ["retrain"]}, "tags", "set by the DAG factory"),
         (
             {"training__estimator": "sklearn.ensembel.RandomForestClassifier"},
             "training.estimator",
