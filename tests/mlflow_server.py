@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from api_server import free_port, stop
 
 START_TIMEOUT_S = 120.0
 
@@ -55,12 +56,6 @@ class Server:
             return ""
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def write_auth_config(folder: Path, auth: BasicAuth) -> Path:
     """A basic_auth.ini (see mlflow/server/auth/basic_auth.ini) with its own user database."""
     path = folder / "basic_auth.ini"
@@ -85,20 +80,6 @@ def _healthy(url: str) -> bool:
             return bool(answer.status == 200)
     except OSError:
         return False
-
-
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM the server's process group, SIGKILL it if it lingers."""
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 @contextmanager
@@ -137,4 +118,4 @@ def mlflow_server(
             time.sleep(0.3)
         yield server
     finally:
-        stop(process)
+        stop(process, signal.SIGTERM, 20)

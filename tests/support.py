@@ -47,6 +47,22 @@ def context(task_id: str = "task", run_id: str = "manual__1", try_number: int = 
     return {"ti": ti, "task_instance": ti, "dag_run": FakeDagRun(run_id)}
 
 
+def train(model: str, data: Path, estimator: str, params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """TrainModelOperator on ``data`` (label column ``target``) in DAG run ``run_id``; its return value."""
+    from mlops_provider.operators.training import TrainModelOperator
+
+    op = TrainModelOperator(
+        task_id="train",
+        model_name=model,
+        data_uri=str(data),
+        target="target",
+        estimator=estimator,
+        estimator_params=params,
+    )
+    result: dict[str, Any] = op.execute(context("train", run_id=run_id))
+    return result
+
+
 def cancer_csv(folder: Path) -> Path:
     from sklearn.datasets import load_breast_cancer
 

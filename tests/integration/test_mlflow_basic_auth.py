@@ -34,7 +34,7 @@ from unittest import mock
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 from mlflow_server import BasicAuth, Server, mlflow_server
-from support import cancer_csv, context
+from support import cancer_csv, context, train
 
 from mlops_provider.exceptions import MLflowConfigError
 from mlops_provider.hooks.mlflow_settings import ENVIRON_LOCK, scoped_environ
@@ -47,7 +47,6 @@ from mlops_provider.operators.registry import (
     RollbackModelOperator,
 )
 from mlops_provider.operators.scoring import BatchScoreOperator
-from mlops_provider.operators.training import TrainModelOperator
 
 pytestmark = pytest.mark.slow
 
@@ -133,16 +132,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cancer_csv(tmp_path_factory.mktemp("data"))
 
 
-def train(data: Path, estimator: str, params: dict, run: str) -> dict:
-    op = TrainModelOperator(
-        task_id="train",
-        model_name=MODEL,
-        data_uri=str(data),
-        target="target",
-        estimator=estimator,
-        estimator_params=params,
-    )
-    return op.execute(context("train", run_id=run))
+def train_run(data: Path, estimator: str, params: dict, run: str) -> dict:
+    return train(MODEL, data, estimator, params, run)
 
 
 def register(run_id: str) -> dict:
@@ -191,7 +182,7 @@ def test_loop_works_with_minimal_per_model_grants(
     as_user: Callable, data: Path, tmp_path: Path, server: Server, grants: dict
 ):
     as_user("svc")
-    weak = train(data, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 1}, "r1")
+    weak = train_run(data, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 1}, "r1")
     assert weak["experiment_id"] == grants["experiment_id"]
     EvaluateModelOperator(task_id="evaluate", run_id=weak["run_id"]).execute(context("evaluate"))
     v1 = register(weak["run_id"])
@@ -199,7 +190,7 @@ def test_loop_works_with_minimal_per_model_grants(
     first = promote("1")
     assert (first["decision"], first["old_version"]) == ("promoted", None)
 
-    forest = train(data, "sklearn.ensemble.RandomForestClassifier", {"n_estimators": 10}, "r2")
+    forest = train_run(data, "sklearn.ensemble.RandomForestClassifier", {"n_estimators": 10}, "r2")
     v2 = register(forest["run_id"])["version"]
     assert promote(v2)["decision"] == "promoted"  # downloads the champion's model and the holdout
 
@@ -237,7 +228,8 @@ def svc_run(server: Server, grants: dict, data: Path) -> str:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", connection(server, "svc", PASSWORDS["svc"]))
         hook = MLflowRegistryHook()
-        run_id = train(data, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 2}, "r-refusals")["run_id"]
+        trained = train_run(data, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 2}, "r-refusals")
+        run_id = trained["run_id"]
         if hook.alias_version(MODEL) is None:  # this test alone: make a champion to score with
             promote(register(run_id)["version"])
         return run_id
@@ -260,7 +252,7 @@ def test_refused_without_grants_or_with_a_wrong_password(
         "rollback": lambda: RollbackModelOperator(
             task_id="rollback", model_name=MODEL, reason="x", to_version="1"
         ).execute(context("rollback")),
-        "train": lambda: train(data, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 1}, "r-x"),
+        "train": lambda: train_run(data, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 1}, "r-x"),
     }
     for step, call in steps.items():
         with pytest.raises(AirflowFailException) as caught:

@@ -14,13 +14,12 @@ import pandas as pd
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 from conftest import mlflow_connection
-from support import cancer_csv, context, import_dag_file
+from support import cancer_csv, context, import_dag_file, train
 
 from mlops_provider.hooks.catalog import ModelCatalogHook
 from mlops_provider.operators.drift import DriftCheckOperator
 from mlops_provider.operators.evaluation import EvaluateModelOperator
 from mlops_provider.operators.registry import PromoteModelOperator, RegisterModelOperator
-from mlops_provider.operators.training import TrainModelOperator
 from mlops_provider.plugins import models_api
 
 MODEL = "cancer"
@@ -77,14 +76,7 @@ def headers(auth_manager: Any, role: str | None = "viewer") -> dict[str, str]:
 
 
 def train_register(data: Path, estimator: str, params: dict[str, Any], evaluate: bool = True) -> str:
-    run = TrainModelOperator(
-        task_id="train",
-        model_name=MODEL,
-        data_uri=str(data),
-        target="target",
-        estimator=estimator,
-        estimator_params=params,
-    ).execute(context("train", run_id=f"run-{estimator}"))
+    run = train(MODEL, data, estimator, params, run_id=f"run-{estimator}")
     if evaluate:
         EvaluateModelOperator(task_id="evaluate", run_id=run["run_id"]).execute(context("evaluate"))
     registered = RegisterModelOperator(task_id="register", model_name=MODEL, run_id=run["run_id"])

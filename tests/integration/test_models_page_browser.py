@@ -14,14 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +23,7 @@ from urllib.parse import quote
 
 import pytest
 import yaml
+from api_server import SIMPLE_AUTH_MANAGER, ApiServer, api_server, auth_env, random_passwords
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -209,79 +203,17 @@ def loop(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 # -- the API server -------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGINT to the process group, SIGKILL after a bounded wait."""
-    for sig, wait in ((signal.SIGINT, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("api-server exited:\n" + log.read_text()[-3000:])
-        try:
-            with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=5) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError("api-server not healthy in time:\n" + log.read_text()[-3000:])
-
-
-@dataclass
-class Server:
-    url: str
-    password: str
-    log: Path
-
-
 @pytest.fixture(scope="module")
-def server(loop: Loop) -> Iterator[Server]:
-    password = secrets.token_urlsafe(12)
-    (loop.tmp / "passwords.json").write_text(json.dumps({"admin": password}))
-    env = {
-        **loop.env,
-        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(loop.tmp / "passwords.json"),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
-        "AIRFLOW__API__WORKERS": "1",
-    }
-    port = free_port()
-    log = loop.tmp / "api-server.log"
-    argv = [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port", str(port)]
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, process, log)
-        yield Server(url=url, password=password, log=log)
-    finally:
-        stop(process)
+def server(loop: Loop) -> Iterator[ApiServer]:
+    passwords = random_passwords("admin")
+    env = {**loop.env, **auth_env(loop.tmp, SIMPLE_AUTH_MANAGER, {"admin": "admin"}, passwords)}
+    with api_server(env, loop.tmp / "api-server.log") as port:
+        yield ApiServer(port=port, passwords=passwords)
 
 
 # -- the browser ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def browser(server: Server) -> Iterator[Any]:
+def browser(server: ApiServer) -> Iterator[Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -333,19 +265,19 @@ def assert_nothing_injected(driver: Any) -> None:
     assert counts == {"img": 0, "script": 1, "svgInjected": 0, "frames": 0}, counts
 
 
-def login(driver: Any, server: Server) -> None:
+def login(driver: Any, server: ApiServer) -> None:
     from selenium.webdriver.common.by import By
 
     driver.get(server.url + "/")
     wait(driver, lambda d: d.find_elements(By.NAME, "username"))
     assert "/auth/login" in driver.current_url
     driver.find_element(By.NAME, "username").send_keys("admin")
-    driver.find_element(By.NAME, "password").send_keys(server.password)
+    driver.find_element(By.NAME, "password").send_keys(server.passwords["admin"])
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     wait(driver, lambda d: "/auth/login" not in d.current_url)
 
 
-def open_models_from_the_navigation(driver: Any, server: Server) -> Any:
+def open_models_from_the_navigation(driver: Any, server: ApiServer) -> Any:
     """Click "Models" in Airflow's navigation; returns the iframe the UI shows the page in."""
     from selenium.webdriver.common.by import By
 
@@ -376,7 +308,7 @@ def save(driver: Any, folder: Path, name: str) -> Path:
 
 # -- the tests ------------------------------------------------------------------------------------
 def test_a_person_opens_models_then_the_model_and_reads_its_history(
-    browser: Any, server: Server, loop: Loop
+    browser: Any, server: ApiServer, loop: Loop
 ) -> None:
     from selenium.webdriver.common.by import By
 
@@ -431,7 +363,7 @@ def test_a_person_opens_models_then_the_model_and_reads_its_history(
         shutil.copy(shot, ROOT / "docs" / "models-page.png")
 
 
-def test_actions_open_in_the_airflow_window(browser: Any, server: Server) -> None:
+def test_actions_open_in_the_airflow_window(browser: Any, server: ApiServer) -> None:
     """The UI frames the page in a sandbox without top navigation: "Trigger retrain" still leads there."""
     from selenium.webdriver.common.by import By
 
@@ -447,7 +379,7 @@ def test_actions_open_in_the_airflow_window(browser: Any, server: Server) -> Non
     wait(browser, lambda d: d.current_url.endswith(f"/dags/{MODEL}_retrain"))
 
 
-def test_errors_are_said_plainly(browser: Any, server: Server) -> None:
+def test_errors_are_said_plainly(browser: Any, server: ApiServer) -> None:
     from selenium.webdriver.common.by import By
 
     browser.get(f"{server.url}/mlops/models/{quote('no such model', safe='')}")
@@ -457,7 +389,7 @@ def test_errors_are_said_plainly(browser: Any, server: Server) -> None:
     assert "No such model" in root.text
 
 
-def test_hostile_names_render_as_text(browser: Any, server: Server, loop: Loop) -> None:
+def test_hostile_names_render_as_text(browser: Any, server: ApiServer, loop: Loop) -> None:
     from selenium.webdriver.common.by import By
 
     open_models_from_the_navigation(browser, server)

@@ -19,7 +19,7 @@ from unittest import mock
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
-from support import cancer_csv, context, import_dag_file
+from support import cancer_csv, context, import_dag_file, train
 from support import shifted_frame as frame
 
 from mlops_provider.assets import drift_asset
@@ -34,7 +34,6 @@ from mlops_provider.operators.registry import (
     RegisterModelOperator,
     RollbackModelOperator,
 )
-from mlops_provider.operators.training import TrainModelOperator
 from mlops_provider.sensors.drift import DriftSensor
 
 MODEL = "cancer"
@@ -220,16 +219,8 @@ def test_the_sensor_records_only_its_final_outcome(data: Path):
 # -- the registered model's summary tags ------------------------------------------------------------
 
 
-def train(data: Path, estimator: str, params: dict, run_id: str) -> str:
-    op = TrainModelOperator(
-        task_id="train",
-        model_name=MODEL,
-        data_uri=str(data),
-        target="target",
-        estimator=estimator,
-        estimator_params=params,
-    )
-    return op.execute(context("train", run_id=run_id))["run_id"]
+def train_run(data: Path, estimator: str, params: dict, run_id: str) -> str:
+    return str(train(MODEL, data, estimator, params, run_id)["run_id"])
 
 
 def register(run_id: str) -> str:
@@ -254,7 +245,7 @@ def last_decision() -> dict[str, Any]:
 
 def test_registry_writes_keep_the_model_summary_tags(tmp_path: Path, mlflow_store: Path):
     cancer = cancer_csv(tmp_path)
-    weak = train(cancer, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 1}, "run-weak")
+    weak = train_run(cancer, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 1}, "run-weak")
     v1 = register(weak)
     tags = model_tags(MODEL)
     assert tags[m.RETRAIN_DAG_TAG] == "lifecycle_test"  # the registering (training) DAG
@@ -272,7 +263,7 @@ def test_registry_writes_keep_the_model_summary_tags(tmp_path: Path, mlflow_stor
     assert decision["decided_by"] == "gate (automatic)"
     revisions.append(model_tags(MODEL)[m.REVISION_TAG])
 
-    dummy = train(cancer, "sklearn.dummy.DummyClassifier", {"strategy": "most_frequent"}, "run-dummy")
+    dummy = train_run(cancer, "sklearn.dummy.DummyClassifier", {"strategy": "most_frequent"}, "run-dummy")
     v2 = register(dummy)
     revisions.append(model_tags(MODEL)[m.REVISION_TAG])
     with pytest.raises(AirflowFailException, match="refused"):
@@ -340,7 +331,7 @@ def test_retrain_dag_is_set_only_when_missing(tmp_path: Path, mlflow_store: Path
     with MLflowHook().session() as client:
         client.create_registered_model(MODEL, tags={m.RETRAIN_DAG_TAG: "cancer_retrain"})
     cancer = cancer_csv(tmp_path)
-    register(train(cancer, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 1}, "run-a"))
+    register(train_run(cancer, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 1}, "run-a"))
     assert model_tags(MODEL)[m.RETRAIN_DAG_TAG] == "cancer_retrain"
 
 

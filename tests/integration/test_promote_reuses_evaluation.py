@@ -13,13 +13,12 @@ from unittest import mock
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, TaskAwaitingInput
-from support import cancer_csv, context
+from support import cancer_csv, context, train
 
 from mlops_provider.hooks.mlflow import MLflowHook
 from mlops_provider.hooks.models import HOLDOUT_RECORD_ARTIFACT, MLflowModelHook
 from mlops_provider.operators.evaluation import EvaluateModelOperator
 from mlops_provider.operators.registry import PromoteModelOperator, RegisterModelOperator
-from mlops_provider.operators.training import TrainModelOperator
 
 MODEL = "cancer"
 SLICE = "mean radius"
@@ -49,16 +48,8 @@ def loaded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return uris
 
 
-def train(data: Path, estimator: str, params: dict) -> str:
-    op = TrainModelOperator(
-        task_id="train",
-        model_name=MODEL,
-        data_uri=str(data),
-        target="target",
-        estimator=estimator,
-        estimator_params=params,
-    )
-    return op.execute(context("train", run_id=f"run-{estimator}-{params}"))["run_id"]
+def train_run(data: Path, estimator: str, params: dict) -> str:
+    return str(train(MODEL, data, estimator, params, f"run-{estimator}-{params}")["run_id"])
 
 
 def evaluate(run_id: str, slice_column: str | None = SLICE) -> dict:
@@ -115,7 +106,7 @@ def version_tags(version: str) -> dict:
 
 
 def test_promote_takes_the_challenger_numbers_from_evaluate(data: Path, tmp_path: Path, loaded: list[str]):
-    weak = train(data, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 1})
+    weak = train_run(data, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 1})
     evaluate(weak)
     v1 = register(weak)
     loaded.clear()
@@ -124,7 +115,7 @@ def test_promote_takes_the_challenger_numbers_from_evaluate(data: Path, tmp_path
     assert first["challenger_metrics_source"] == "evaluation"
     assert loaded == []  # no champion yet, and the challenger's numbers came from evaluate
 
-    forest = train(data, "sklearn.ensemble.RandomForestClassifier", {"n_estimators": 30})
+    forest = train_run(data, "sklearn.ensemble.RandomForestClassifier", {"n_estimators": 30})
     evaluated = evaluate(forest)
     v2 = register(forest)
     record = read_record(forest, tmp_path)
@@ -157,7 +148,7 @@ def test_promote_takes_the_challenger_numbers_from_evaluate(data: Path, tmp_path
 
 
 def test_without_a_record_promote_scores_the_challenger(data: Path, loaded: list[str]):
-    run = train(data, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 2})
+    run = train_run(data, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 2})
     version = register(run)  # no evaluate step
     result = promote(version)
     assert result["decision"] == "promoted"
@@ -168,7 +159,7 @@ def test_without_a_record_promote_scores_the_challenger(data: Path, loaded: list
 
 
 def test_reuse_evaluation_false_recomputes(data: Path, loaded: list[str]):
-    run = train(data, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 2})
+    run = train_run(data, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 2})
     evaluate(run)
     version = register(run)
     loaded.clear()
@@ -198,9 +189,9 @@ BAD_METRICS = {
 
 
 def test_a_record_that_does_not_match_is_not_trusted(data: Path, tmp_path: Path, loaded: list[str]):
-    champion = train(data, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 1})
+    champion = train_run(data, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 1})
     assert promote(register(champion))["decision"] == "promoted"
-    forest = train(data, "sklearn.ensemble.RandomForestClassifier", {"n_estimators": 30})
+    forest = train_run(data, "sklearn.ensemble.RandomForestClassifier", {"n_estimators": 30})
     evaluate(forest)
     version = register(forest)
     honest = read_record(forest, tmp_path)
@@ -251,7 +242,7 @@ def test_a_record_that_does_not_match_is_not_trusted(data: Path, tmp_path: Path,
 
 
 def test_a_record_without_the_gated_slices_is_not_used(data: Path, loaded: list[str]):
-    run = train(data, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 2})
+    run = train_run(data, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 2})
     evaluate(run, slice_column=None)
     version = register(run)
     loaded.clear()
@@ -266,7 +257,7 @@ def test_mlflow_errors_reading_the_record_fail_the_task(data: Path):
 
     from mlops_provider.exceptions import MLflowUnavailableError
 
-    run = train(data, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 2})
+    run = train_run(data, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 2})
     evaluate(run)
     version = register(run)
     real = MlflowClient.download_artifacts

@@ -5,28 +5,35 @@ percent escapes). The server runs twice: reports on the local file system, then 
 read through DataHook with ``MLOPS_REPORTS_CONN_ID``. Every encoding trick must be refused, never a 200
 with another DAG's bytes; the admin reads the secret reports, so a refusal is never just a missing file.
 
-The server imports :class:`OneDagAuthManager` from this module (``PYTHONPATH`` = this folder).
+The server imports :class:`OneDagAuthManager` from this module (``PYTHONPATH``: this folder and tests/,
+see :mod:`api_server`).
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pytest
-from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+from api_server import (
+    AliceReadsOnlyAuthManager,
+    ApiServer,
+    api_server,
+    auth_env,
+    free_ports,
+    private_home,
+    random_passwords,
+    spawn,
+    stop,
+)
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -37,136 +44,26 @@ FILE = "validation_report.html"
 S3_KEY, S3_SECRET = "reports-access-key", "reports-secret-key"
 
 
-class OneDagAuthManager(SimpleAuthManager):
+class OneDagAuthManager(AliceReadsOnlyAuthManager):
     """SimpleAuthManager, except that alice may read only the DAGs in :data:`ALICE_DAGS`."""
 
-    def is_authorized_dag(
-        self, *, method: Any, user: Any, access_entity: Any = None, details: Any = None
-    ) -> bool:
-        if user.get_name() == "alice":
-            return method == "GET" and details is not None and details.id in ALICE_DAGS
-        return super().is_authorized_dag(
-            method=method, user=user, access_entity=access_entity, details=details
-        )
-
-
-def free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGINT to the process group, SIGKILL after a bounded wait; the group is gone afterwards."""
-    for sig, wait in ((signal.SIGINT, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(timeout=wait)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:  # children of the group (uvicorn workers) leave too
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGKILL)
-
-
-def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    ALICE_DAGS = ALICE_DAGS
 
 
 @dataclass
-class Server:
-    port: int
-    root: str
-    passwords: dict[str, str]
+class Server(ApiServer):
+    root: str = ""
     files: dict[str, bytes] = field(default_factory=dict)  # secret markers by DAG id
-    tokens: dict[str, str] = field(default_factory=dict)
-
-    def get(self, path: str, user: str | None = "alice") -> tuple[int, bytes, dict[str, str]]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        try:
-            headers = {"Authorization": f"Bearer {self.token(user)}"} if user else {}
-            conn.request("GET", path, headers=headers)  # sent as it is: no normalisation
-            response = conn.getresponse()
-            return response.status, response.read(), {k.lower(): v for k, v in response.getheaders()}
-        finally:
-            conn.close()
-
-    def token(self, user: str) -> str:
-        if user not in self.tokens:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-            body = json.dumps({"username": user, "password": self.passwords[user]})
-            conn.request("POST", "/auth/token", body=body, headers={"Content-Type": "application/json"})
-            response = conn.getresponse()
-            payload = response.read()
-            assert response.status == 201, payload
-            self.tokens[user] = json.loads(payload)["access_token"]
-        return self.tokens[user]
-
-
-def wait_healthy(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("api-server exited:\n" + log.read_text()[-3000:])
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.request("GET", "/api/v2/monitor/health")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError("api-server not healthy in time:\n" + log.read_text()[-3000:])
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """A private AIRFLOW_HOME, migrated once; the environment every server process gets."""
+def home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str], dict[str, str]]:
+    """A private AIRFLOW_HOME, migrated once; the environment every server process gets; the passwords."""
     tmp = tmp_path_factory.mktemp("reports-http")
-    passwords = {"alice": secrets.token_urlsafe(12), "admin": secrets.token_urlsafe(12)}
-    (tmp / "passwords.json").write_text(json.dumps(passwords))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLOPS_", "AWS_"))}
-    env.update(
-        {
-            "AIRFLOW_HOME": str(tmp / "airflow"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(tmp / "dags"),
-            "AIRFLOW__CORE__AUTH_MANAGER": f"{Path(__file__).stem}.OneDagAuthManager",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "alice:viewer,admin:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(tmp / "passwords.json"),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
-            "PYTHONPATH": os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-            "PASSWORDS": json.dumps(passwords),
-        }
-    )
-    (tmp / "dags").mkdir()
-    migrate = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-2000:]
-    return tmp, env
+    passwords = random_passwords("alice", "admin")
+    auth_manager = f"{Path(__file__).stem}.OneDagAuthManager"
+    settings = auth_env(tmp, auth_manager, {"alice": "viewer", "admin": "admin"}, passwords)
+    return tmp, private_home(tmp, settings, import_from=HERE), passwords
 
 
 def start_s3(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -238,8 +135,10 @@ def plant_symlinks(root: Path) -> None:
 
 
 @pytest.fixture(scope="module", params=["local", "s3"])
-def server(request: pytest.FixtureRequest, home: tuple[Path, dict[str, str]]) -> Iterator[Server]:
-    tmp, base_env = home
+def server(
+    request: pytest.FixtureRequest, home: tuple[Path, dict[str, str], dict[str, str]]
+) -> Iterator[Server]:
+    tmp, base_env, passwords = home
     env = dict(base_env)
     weed = None
     if request.param == "local":
@@ -260,20 +159,13 @@ def server(request: pytest.FixtureRequest, home: tuple[Path, dict[str, str]]) ->
     mp.setenv("MLOPS_REPORTS_URI", root)  # report_url() in this process uses the same root
     if conn_id:
         mp.setenv("AIRFLOW_CONN_REPORTS_S3", env["AIRFLOW_CONN_REPORTS_S3"])
-    port = free_ports(1)[0]
-    log = tmp / f"api-{request.param}.log"
-    api = None
     try:
         files = write_reports(root, conn_id)
         if request.param == "local":
             plant_symlinks(Path(root))
-        argv = [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port", str(port)]
-        api = spawn(argv, env, log)
-        wait_healthy(port, api, log)
-        yield Server(port=port, root=root, passwords=json.loads(env["PASSWORDS"]), files=files)
+        with api_server(env, tmp / f"api-{request.param}.log") as port:
+            yield Server(port=port, passwords=passwords, root=root, files=files)
     finally:
-        if api is not None:
-            stop(api)
         if weed is not None:
             stop(weed)
         mp.undo()
