@@ -23,9 +23,12 @@ def test_a_frozen_heap_stays_frozen() -> None:
     gc.freeze()  # as Airflow's dag processor and the warm-worker preload do
     try:
         frozen = gc.get_freeze_count()
+        assert frozen > 1000
         with paused_gc():
             pass
-        assert gc.get_freeze_count() == frozen
+        # frozen objects whose last reference goes away meanwhile are freed (the count drops by those);
+        # gc.unfreeze() would drop it to 0, and freezing more would raise it
+        assert frozen - 100 <= gc.get_freeze_count() <= frozen
     finally:
         gc.unfreeze()
 
