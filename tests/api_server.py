@@ -209,3 +209,32 @@ class ApiServer:
             assert response.status == 201, payload
             self.tokens[user] = json.loads(payload)["access_token"]
         return self.tokens[user]
+
+
+@contextmanager
+def core_api_app(secret_prefix: str) -> Iterator[tuple[Any, Any]]:
+    """Airflow's real API app (core) in-process, with the plugin mounted through its entry point and
+    SimpleAuthManager (no one is admin by default): ``(TestClient, auth manager)``."""
+    import pytest
+    from fastapi.testclient import TestClient
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AIRFLOW__API_AUTH__JWT_SECRET", f"{secret_prefix}-test-secret-" + "x" * 48)
+    mp.setenv("AIRFLOW__CORE__AUTH_MANAGER", f"{SimpleAuthManager.__module__}.SimpleAuthManager")
+    mp.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "False")
+    from airflow.api_fastapi.app import create_app, get_auth_manager, purge_cached_app
+
+    purge_cached_app()
+    app = create_app("core")
+    try:
+        yield TestClient(app), get_auth_manager()
+    finally:
+        purge_cached_app()
+        mp.undo()
+
+
+def jwt_for(auth_manager: Any, role: str | None, username: str = "reader") -> str:
+    """A JWT for a SimpleAuthManager user with ``role`` (None: authenticated, no rights)."""
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    return str(auth_manager.generate_jwt(SimpleAuthManagerUser(username=username, role=role)))

@@ -13,6 +13,7 @@ from unittest import mock
 import pandas as pd
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
+from api_server import core_api_app, jwt_for
 from conftest import mlflow_connection
 from support import cancer_csv, context, import_dag_file, train
 
@@ -48,31 +49,12 @@ with DAG(
 @pytest.fixture(scope="module")
 def api(airflow_db: Path):
     """Airflow's real API server app (core) with the plugin mounted through its entry point."""
-    from fastapi.testclient import TestClient
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "models-api-test-secret-" + "x" * 48)
-    mp.setenv(
-        "AIRFLOW__CORE__AUTH_MANAGER",
-        "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-    )
-    mp.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "False")
-    from airflow.api_fastapi.app import create_app, get_auth_manager, purge_cached_app
-
-    purge_cached_app()
-    app = create_app("core")
-    try:
-        yield TestClient(app), get_auth_manager()
-    finally:
-        purge_cached_app()
-        mp.undo()
+    with core_api_app("models-api") as client_and_manager:
+        yield client_and_manager
 
 
 def headers(auth_manager: Any, role: str | None = "viewer") -> dict[str, str]:
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-
-    token = auth_manager.generate_jwt(SimpleAuthManagerUser(username="reader", role=role))
-    return {"Authorization": f"Bearer {token}"}
+    return {"Authorization": f"Bearer {jwt_for(auth_manager, role)}"}
 
 
 def train_register(data: Path, estimator: str, params: dict[str, Any], evaluate: bool = True) -> str:

@@ -123,13 +123,13 @@ class ModelCatalogHook(MLflowHook):
         with self.client(f"reading registered model {name!r}") as client:
             return self._registered(client, name)
 
-    def model(self, name: str) -> ModelState | None:
+    def model(self, name: str, info: RegisteredModelInfo | None = None) -> ModelState | None:
         """The model's state, from the cache while its revision and aliases are unchanged; None when
-        MLflow has no registered model of that name."""
+        MLflow has no registered model of that name. ``info``: the model as just read (no second read)."""
         if not name or len(name) > MAX_NAME_CHARS:
             return None
         with self.client(f"reading registered model {name!r}") as client:
-            info = self._registered(client, name)
+            info = info if info is not None and info.name == name else self._registered(client, name)
             if info is None:
                 self._forget(name)
                 return None

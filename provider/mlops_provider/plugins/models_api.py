@@ -185,16 +185,15 @@ def model_detail(name: str, user: Any) -> dict[str, Any] | None:
     configured = data.configured_models(name).get(name)
     if configured is not None and not may_read(user, configured.dags.get("retrain")):
         return None  # decided before MLflow is asked
+    info = None
     if configured is None:  # the registry's own claim decides, read cheaply before anything is loaded
         info = get_catalog().registered_model(name)
         if info is None or not is_listed(info) or not may_read(user, retrain_dag_of(None, info.tags)):
             return None
-    state = get_catalog().model(name)
+    state = get_catalog().model(name, info)
     if configured is None and state is None:
         return None
     retrain = retrain_dag_of(configured, state.model.tags if state is not None else {})
-    if configured is None and not may_read(user, retrain):
-        return None
     dags = dict(configured.dags) if configured is not None else ({"retrain": retrain} if retrain else {})
     approvals = data.pending_approvals([d for d in dags.values() if may_read(user, d)])
     detail = dict(mlflow_part(state)) if state is not None else empty_mlflow_part()

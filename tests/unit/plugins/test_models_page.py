@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from api_server import core_api_app, jwt_for
 
 from mlops_provider.plugins.models_page import PAGE_CSP, STATIC_DIR, STATIC_FILES, page_shell
 
@@ -20,25 +21,8 @@ HOSTILE = "<img src=x onerror=alert(1)>\"'&<script>alert(2)</script>"
 @pytest.fixture(scope="module")
 def api(airflow_db: Path):
     """Airflow's real API server app (core), with our plugin mounted through the entry point."""
-    from fastapi.testclient import TestClient
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "models-page-test-secret-" + "x" * 48)
-    mp.setenv(
-        "AIRFLOW__CORE__AUTH_MANAGER",
-        "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-    )
-    from airflow.api_fastapi.app import create_app, get_auth_manager, purge_cached_app
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-
-    purge_cached_app()
-    app = create_app("core")
-    token = get_auth_manager().generate_jwt(SimpleAuthManagerUser(username="reader", role="viewer"))
-    try:
-        yield TestClient(app), {"Authorization": f"Bearer {token}"}
-    finally:
-        purge_cached_app()
-        mp.undo()
+    with core_api_app("models-page") as (client, auth_manager):
+        yield client, {"Authorization": f"Bearer {jwt_for(auth_manager, 'viewer')}"}
 
 
 PAGES = [

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+from api_server import core_api_app, jwt_for
 
 from mlops_provider.core.paths import encode_segment, run_prefix
 from mlops_provider.links.reports import report_url
@@ -215,32 +216,14 @@ def test_csp_allows_inline_scripts_in_a_sandbox_and_nothing_else() -> None:
 
 
 @pytest.fixture(scope="module")
-def api(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory):
+def api(airflow_db: Path):
     """Airflow's real API server app (core), with our plugin mounted through the entry point."""
-    from fastapi.testclient import TestClient
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "reports-plugin-test-secret-" + "x" * 48)
-    mp.setenv(
-        "AIRFLOW__CORE__AUTH_MANAGER",
-        "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-    )
-    mp.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "False")
-    from airflow.api_fastapi.app import create_app, get_auth_manager, purge_cached_app
-
-    purge_cached_app()
-    app = create_app("core")
-    try:
-        yield TestClient(app), get_auth_manager()
-    finally:
-        purge_cached_app()
-        mp.undo()
+    with core_api_app("reports-plugin") as client_and_manager:
+        yield client_and_manager
 
 
 def _token(auth_manager, role: str | None) -> str:
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-
-    return auth_manager.generate_jwt(SimpleAuthManagerUser(username="reader", role=role))
+    return jwt_for(auth_manager, role)
 
 
 def test_api_serves_reports_only_to_authenticated_readers(
