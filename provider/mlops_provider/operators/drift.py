@@ -34,13 +34,14 @@ from mlops_provider.core.drift import (
 )
 from mlops_provider.hooks.drift import DriftCheckHookMixin
 from mlops_provider.hooks.mlflow import MLflowHook
+from mlops_provider.lean_setattr import LeanSetattrMixin
 from mlops_provider.links.reports import DriftReportLink, report_url
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class DriftCheckOperator(DriftCheckHookMixin, BaseOperator):
+class DriftCheckOperator(LeanSetattrMixin, DriftCheckHookMixin, BaseOperator):
     """
     Compare current data with the data the champion model was trained on and decide whether it drifted.
 

@@ -12,6 +12,7 @@ from mlops_provider.exceptions import airflow_errors
 from mlops_provider.hooks.mlflow import MLflowHookMixin
 from mlops_provider.hooks.model_safety import ModelLoadPolicy
 from mlops_provider.hooks.models import MLflowModelHook
+from mlops_provider.lean_setattr import LeanSetattrMixin
 from mlops_provider.links.mlflow import MLflowRunLink
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from mlops_provider.hooks.models import RunLineage
 
 
-class EvaluateModelOperator(MLflowHookMixin, BaseOperator):
+class EvaluateModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
     """
     Score a training run's model on the holdout it logged and record the metrics on the run.
 

@@ -24,6 +24,7 @@ from mlops_provider.hooks.approval import REJECT, ApprovalHook, approval_text
 from mlops_provider.hooks.gate import SUMMARY_KEYS, forced_record, trigger_requests
 from mlops_provider.hooks.mlflow import MLflowHookMixin
 from mlops_provider.hooks.registry import ChampionChangedError, MLflowRegistryHook, check_model_name
+from mlops_provider.lean_setattr import LeanSetattrMixin
 from mlops_provider.links.mlflow import MLflowModelVersionLink
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ def _small(summary: Mapping[str, Any]) -> dict[str, Any]:
     return {k: summary.get(k) for k in SUMMARY_KEYS}
 
 
-class RegisterModelOperator(MLflowHookMixin, BaseOperator):
+class RegisterModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
     """
     Register ``runs:/<run_id>/model`` as a new version of ``model_name``, exactly once per run.
 
@@ -86,7 +87,7 @@ class RegisterModelOperator(MLflowHookMixin, BaseOperator):
         return {"model_name": name, "version": version, "run_id": self.run_id, "created": created}
 
 
-class PromoteModelOperator(MLflowHookMixin, BaseOperator):
+class PromoteModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
     """
     The quality gate: move ``alias`` (default ``champion``) to ``version`` only when every gate passes.
 
@@ -350,7 +351,7 @@ class PromoteModelOperator(MLflowHookMixin, BaseOperator):
         return self._promote(context, summary, decided_by=f"human:{who}")
 
 
-class RollbackModelOperator(MLflowHookMixin, BaseOperator):
+class RollbackModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
     """
     Move ``alias`` back to the version holding ``previous_champion`` (or to ``to_version``).
 

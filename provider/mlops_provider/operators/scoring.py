@@ -14,6 +14,7 @@ from mlops_provider.exceptions import airflow_errors
 from mlops_provider.hooks.data import DataHook
 from mlops_provider.hooks.mlflow import MLflowHookMixin
 from mlops_provider.hooks.registry import MLflowRegistryHook
+from mlops_provider.lean_setattr import LeanSetattrMixin
 from mlops_provider.links.mlflow import MLflowModelVersionLink
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def score_in_chunks(
     return pd.concat(parts, ignore_index=True)
 
 
-class BatchScoreOperator(MLflowHookMixin, BaseOperator):
+class BatchScoreOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
     """
     Score a dataset with ``models:/<model_name>@<alias>`` and write the predictions atomically.
 

@@ -14,6 +14,7 @@ from mlops_provider.exceptions import airflow_errors
 from mlops_provider.hooks.data import DataHook
 from mlops_provider.hooks.mlflow import MLflowHookMixin
 from mlops_provider.hooks.models import MODEL_ARTIFACT, MLflowModelHook, TrainingRunLog
+from mlops_provider.lean_setattr import LeanSetattrMixin
 from mlops_provider.links.mlflow import MLflowRunLink
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ def _json_param(value: Any) -> str:
     return text[:6000]
 
 
-class TrainModelOperator(MLflowHookMixin, BaseOperator):
+class TrainModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
     """
     Train a scikit-learn estimator on a dataset and log the model, its metrics and lineage to MLflow.
 

@@ -9,6 +9,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_provider.exceptions import DataError, InvalidInputError, airflow_errors
+from mlops_provider.lean_setattr import LeanSetattrMixin
 from mlops_provider.links.reports import ValidationReportLink
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ RESULT_NAME = "validation_result.json"
 REPORT_NAME = "validation_report.html"
 
 
-class ValidateDataOperator(BaseOperator):
+class ValidateDataOperator(LeanSetattrMixin, BaseOperator):
     """
     Run a Great Expectations 1.x expectation suite on a dataset (CSV or Parquet) with an ephemeral
     GX context; no GX project folder is needed.

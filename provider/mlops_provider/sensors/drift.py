@@ -31,6 +31,7 @@ from mlops_provider.core.drift import (
 from mlops_provider.core.monitoring import CheckRecord
 from mlops_provider.hooks.drift import DriftCheckHookMixin
 from mlops_provider.hooks.mlflow import MLflowHook
+from mlops_provider.lean_setattr import LeanSetattrMixin
 from mlops_provider.links.reports import DriftReportLink, report_url
 from mlops_provider.triggers.drift import DriftTrigger
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class DriftSensor(DriftCheckHookMixin, BaseSensorOperator):
+class DriftSensor(LeanSetattrMixin, DriftCheckHookMixin, BaseSensorOperator):
     """
     Wait for data at ``current_uri`` on which a drift check (as :class:`DriftCheckOperator`, same
     arguments) reports drift; returns the check's summary. Each version of the data (its files' paths,

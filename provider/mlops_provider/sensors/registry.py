@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from mlops_provider.hooks.mlflow import MLflowHookMixin
 from mlops_provider.hooks.registry import MLflowRegistryHook
+from mlops_provider.lean_setattr import LeanSetattrMixin
 from mlops_provider.triggers.registry import ModelAliasTrigger
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 _UNSET = object()
 
 
-class ModelAliasSensor(MLflowHookMixin, BaseSensorOperator):
+class ModelAliasSensor(LeanSetattrMixin, MLflowHookMixin, BaseSensorOperator):
     """
     Wait until ``model_name@alias`` points at a version different from ``from_version``.
 
