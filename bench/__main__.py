@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-BENCHMARKS = ("parse", "drift", "drift_defaults", "validation", "loop", "registry", "models_api")
+BENCHMARKS = ("parse", "drift", "drift_defaults", "validation", "loop", "registry", "models_api", "feedback")
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 

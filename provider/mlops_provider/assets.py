@@ -13,3 +13,9 @@ def drift_asset(model_name: str) -> Asset:
     would import boto3 (through the amazon provider) at DAG parse time.
     """
     return Asset(name=f"{model_name}_drift", uri=f"x-mlops://drift/{model_name}", group="mlops")
+
+
+def performance_asset(model_name: str) -> Asset:
+    """The Asset the performance monitor of ``model_name`` emits an event on when the champion's live
+    metric has dropped past the configured limit (labels, not only inputs, say it is wrong)."""
+    return Asset(name=f"{model_name}_performance", uri=f"x-mlops://performance/{model_name}", group="mlops")

@@ -17,6 +17,7 @@ from typing import Any
 
 from mlops_provider.core import lineage
 from mlops_provider.core.gate import DECISION_PREFIX, HISTORY_TAG
+from mlops_provider.core.lineage import DRIFT_ASSET_PREFIX, PERFORMANCE_ASSET_PREFIX
 from mlops_provider.core.metrics import DEFAULT_PRIMARY, higher_is_better, is_finite_number
 
 ReportUrl = Callable[[str], "str | None"]
@@ -33,8 +34,6 @@ LAST_CHECK_TAG = "mlops.last_check.{check}"
 PRIMARY_METRIC_TAG = "mlops.primary_metric"
 CHECK_TAG, STATUS_TAG, COLUMNS_TAG = "mlops.check", "mlops.status", "mlops.drift.columns"
 CAUSES = ("schedule", "drift", "performance", "manual", "asset")
-DRIFT_ASSET_PREFIX = "x-mlops://drift/"
-PERFORMANCE_ASSET_PREFIX = "x-mlops://performance/"
 SERIES_MAX_POINTS = 1000
 SERIES_MAX_DAYS = 730
 
@@ -349,10 +348,10 @@ def retrain_cause(run_type: Any, conf: Any, asset_uris: Iterable[str]) -> str:
     ``performance`` (a performance Asset event, or a run whose conf says ``cause: performance``)."""
     uris = [u for u in asset_uris if isinstance(u, str)]
     requested = conf.get("cause") if isinstance(conf, Mapping) else None
+    if any(u.startswith(PERFORMANCE_ASSET_PREFIX) for u in uris) or requested == "performance":
+        return "performance"  # labels showed the champion is wrong: first, as in lineage.trigger_summary
     if any(u.startswith(DRIFT_ASSET_PREFIX) for u in uris):
         return "drift"
-    if any(u.startswith(PERFORMANCE_ASSET_PREFIX) for u in uris) or requested == "performance":
-        return "performance"
     kind = str(run_type or "")
     if "scheduled" in kind:
         return "schedule"

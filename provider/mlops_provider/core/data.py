@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from mlops_provider.core.errors import DataError, DataUnavailableError
+from mlops_provider.core.errors import DataError, DataUnavailableError, NoDataError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,7 +71,7 @@ def expand(uri: str, fs: AbstractFileSystem | None = None) -> list[str]:
         if has_glob:
             files = sorted(p for p in globlib.glob(path, recursive=True) if os.path.isfile(p))
             if not files:
-                raise DataError(f"{uri}: no file matches this pattern")
+                raise NoDataError(f"{uri}: no file matches this pattern")
             return files
         if os.path.isdir(path):
             files = sorted(
@@ -80,10 +80,10 @@ def expand(uri: str, fs: AbstractFileSystem | None = None) -> list[str]:
                 if p.is_file() and p.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES)
             )
             if not files:
-                raise DataError(f"{uri}: the folder holds no CSV or Parquet file")
+                raise NoDataError(f"{uri}: the folder holds no CSV or Parquet file")
             return files
         if not os.path.exists(path):
-            raise DataError(f"{uri}: no such file")
+            raise NoDataError(f"{uri}: no such file")
         return [path]
     if fs is None:
         raise DataError(f"{uri}: no filesystem available for this URI scheme")
@@ -104,7 +104,7 @@ def expand(uri: str, fs: AbstractFileSystem | None = None) -> list[str]:
     except (OSError, ValueError) as err:
         raise DataUnavailableError(f"{uri}: cannot list ({type(err).__name__}: {err})") from err
     if not found:
-        raise DataError(f"{uri}: no such file")
+        raise NoDataError(f"{uri}: no such file")
     return [p if "://" in p else f"{scheme}://{p}" for p in found]
 
 

@@ -19,6 +19,10 @@ class DataError(InvalidInputError):
     """A dataset is missing, unreadable or does not have the expected shape."""
 
 
+class NoDataError(DataError):
+    """Nothing is there yet: no file matches, no such file, an empty folder."""
+
+
 class UnavailableError(CoreError):
     """A transient fault: a retry may succeed."""
 

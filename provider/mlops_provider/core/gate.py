@@ -202,6 +202,13 @@ def _champion_results(
     return results
 
 
+def compare_to_champion(
+    challenger: Mapping[str, Any], champion: Mapping[str, Any], vs_champion: Mapping[str, Any]
+) -> list[GateResult]:
+    """The ``vs_champion`` gates alone (the same rules as :func:`evaluate_gates`), e.g. on live metrics."""
+    return _champion_results(challenger, champion, vs_champion)
+
+
 def _slice_results(slices: Mapping[str, Mapping[str, Any]], max_gap: Mapping[str, Any]) -> list[GateResult]:
     results: list[GateResult] = []
     for metric, gap_limit in max_gap.items():

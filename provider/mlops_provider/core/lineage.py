@@ -39,10 +39,21 @@ def config_hash(config: Any) -> str:
     return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+DRIFT_ASSET_PREFIX = "x-mlops://drift/"
+PERFORMANCE_ASSET_PREFIX = "x-mlops://performance/"
+ASSET_KINDS = {DRIFT_ASSET_PREFIX: "drift", PERFORMANCE_ASSET_PREFIX: "performance"}
+
+
+def asset_kind(uri: Any) -> str:
+    """``drift`` or ``performance`` for the provider's Assets (by URI), ``asset`` for any other."""
+    text = str(uri or "")
+    return next((kind for prefix, kind in ASSET_KINDS.items() if text.startswith(prefix)), "asset")
+
+
 def trigger_summary(context: Any) -> dict[str, Any]:
     """
-    Why the running DAG run started: ``cause`` (the nightly schedule, a drift Asset event, another
-    Asset event, or a person), the run type, ``triggered_by`` (the Airflow user who triggered the run,
+    Why the running DAG run started: ``cause`` (the nightly schedule, a performance or drift Asset event
+    (performance first when both), another Asset event, or a person), the run type, ``triggered_by`` (the Airflow user who triggered the run,
     ``None`` for the scheduler), the drift events (id, source run, their ``extra``) and, when the run
     asks for a forced retrain, ``forced`` with its reason and who asked (whether the config allows it
     is the promote task's to decide). Reads only the task context.
@@ -54,6 +65,7 @@ def trigger_summary(context: Any) -> dict[str, Any]:
             drift_events.append(
                 {
                     "asset": getattr(asset, "name", None) or str(asset),
+                    "kind": asset_kind(getattr(asset, "uri", None)),
                     "event_id": getattr(event, "id", None),
                     "timestamp": str(getattr(event, "timestamp", "")),
                     "source_dag_id": getattr(event, "source_dag_id", None),
@@ -61,12 +73,15 @@ def trigger_summary(context: Any) -> dict[str, Any]:
                     "extra": dict(getattr(event, "extra", None) or {}),
                 }
             )
+    kinds = {event["kind"] for event in drift_events}
     run_type = str(getattr(context.get("dag_run"), "run_type", "") or "")
-    if drift_events:
+    if "performance" in kinds:  # labels showed the champion is wrong: the stronger evidence
+        cause = "performance"
+    elif "drift" in kinds:
         cause = "drift"
     elif "scheduled" in run_type:
         cause = "schedule"
-    elif "asset" in run_type:
+    elif "asset" in run_type or drift_events:
         cause = "asset"
     else:
         cause = "manual"
@@ -112,6 +127,16 @@ def task_identity(context: Mapping[str, Any]) -> dict[str, str]:
         "task_id": str(getattr(ti, "task_id", "") or ""),
         "try_number": str(getattr(ti, "try_number", "") or ""),
     }
+
+
+def logical_date(context: Mapping[str, Any]) -> Any:
+    """The DAG run's logical date, else its ``run_after`` (``None`` outside a DAG run)."""
+    dag_run = context.get("dag_run")
+    return (
+        context.get("logical_date")
+        or getattr(dag_run, "logical_date", None)
+        or getattr(dag_run, "run_after", None)
+    )
 
 
 def normalise_validation_result(value: Any) -> str:

@@ -77,3 +77,22 @@ class ApprovalHook(BaseHook):
         return HumanDecision(
             str(who or ""), list(event.get("chosen_options") or []), bool(event.get("timedout"))
         )
+
+    @classmethod
+    def resume(
+        cls, event: Mapping[str, Any] | None, summary: Mapping[str, Any] | None
+    ) -> tuple[bool, dict[str, Any], str]:
+        """After the answer: whether it approves, the summary with who decided in its reason, and who."""
+        from mlops_provider.exceptions import InvalidInputError
+
+        if not summary:
+            raise InvalidInputError("resumed without the gate summary: cannot complete the promotion")
+        if not event or "chosen_options" not in event:
+            raise InvalidInputError(f"resumed without a human decision (event {event!r})")
+        out, answer = dict(summary), cls.decision(event)
+        if answer.timed_out or not answer.who:
+            out["reason"] = f"{out['reason']}; no human answered in time (default: {REJECT})"
+            return False, out, "timeout"
+        verdict = "approved" if answer.approved else "rejected"
+        out["reason"] = f"{out['reason']}; {verdict} by {answer.who}"
+        return answer.approved, out, f"human:{answer.who}"

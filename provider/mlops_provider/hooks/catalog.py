@@ -37,6 +37,8 @@ from mlops_provider.core.catalog import (
     filter_literal,
     version_sort_key,
 )
+from mlops_provider.core.monitoring import CHECK_TAG
+from mlops_provider.core.performance import SCORING_CHECK
 from mlops_provider.hooks.mlflow import MLflowHook, error_code, is_mlflow_error
 
 if TYPE_CHECKING:
@@ -282,6 +284,7 @@ class ModelCatalogHook(MLflowHook):
         """The monitoring runs of the last two years (those that ended since ``ended_since``, if given),
         newest first, up to twice the series length (drift and performance checks share the experiment)."""
         query = f"attributes.start_time >= {int((time.time() - SERIES_MAX_DAYS * 86400) * 1000)}"
+        query += f" AND tags.`{CHECK_TAG}` != '{SCORING_CHECK}'"  # scored batches are not checks
         if ended_since is not None:
             query += f" AND attributes.end_time >= {ended_since}"
         runs: list[RunRecord] = []

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from airflow.sdk import BaseHook
 
 from mlops_provider.core import data as core_data
+from mlops_provider.core.errors import NoDataError
 from mlops_provider.exceptions import DataError, DataUnavailableError, airflow_errors
 
 if TYPE_CHECKING:
@@ -58,6 +59,15 @@ class DataHook(BaseHook):
         path = self.resolve(uri)
         with airflow_errors():
             return core_data.read_frame(path, self.filesystem(path), columns=columns)
+
+    def files(self, uri: str) -> list[str]:
+        """The files ``uri`` names (resolved, sorted); none yet (no match, no such file) is ``[]``."""
+        path = self.resolve(uri)
+        with airflow_errors():
+            try:
+                return core_data.expand(path, self.filesystem(path))
+            except NoDataError:
+                return []
 
     def read_bytes(self, uri: str) -> bytes:
         """The bytes of one file (a suite, a record); a missing file is a :class:`DataError`."""

@@ -309,20 +309,10 @@ class DriftCheckHookMixin:
             summary=summary,
             columns={c.column: c.brief() for c in result.columns} if result is not None else {},
             identity=lineage.task_identity(context),
-            logical_date=logical_date(context),
+            logical_date=lineage.logical_date(context),
             checked_at=datetime.now(UTC),
         )
 
     def record(self, record: CheckRecord) -> str:
         """Write the record (a retry updates the same run); the MLflow run id. Failures are retryable."""
         return self.hook.monitoring.record_check(record)
-
-
-def logical_date(context: Mapping[str, Any]) -> Any:
-    """The DAG run's logical date, else its ``run_after`` (``None`` outside a DAG run)."""
-    dag_run = context.get("dag_run")
-    return (
-        context.get("logical_date")
-        or getattr(dag_run, "logical_date", None)
-        or getattr(dag_run, "run_after", None)
-    )

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlops_provider.core import lineage
+from mlops_provider.core.judgement import CHALLENGER
 from mlops_provider.exceptions import InvalidInputError, airflow_errors
 
 if TYPE_CHECKING:
@@ -333,3 +334,22 @@ def decide_gate(
             )
     except ValueError as err:  # a core helper's plain ValueError: still bad configuration
         raise InvalidInputError(f"gate configuration for {request.model_name!r}: {err}") from None
+
+
+PROMOTION_MODES = ("direct", "shadow")
+
+
+def promotion_alias(
+    hook: MLflowRegistryHook, summary: dict[str, Any], alias: str, mode: Any
+) -> tuple[str, str | None]:
+    """
+    The alias a passing challenger takes, and the version it must still point at: ``alias`` itself
+    (``mode="direct"``, or no champion yet), or ``@challenger`` in ``shadow`` mode, where the
+    performance monitor promotes it once labelled live rows show it is better (the summary says so).
+    """
+    if mode not in PROMOTION_MODES:
+        raise InvalidInputError(f"mode must be one of {', '.join(PROMOTION_MODES)}, got {mode!r}")
+    if mode == "direct" or summary["old_version"] is None:
+        return alias, summary["old_version"]
+    summary["reason"] += f"; in shadow as @{CHALLENGER}: live labels decide against @{alias}"
+    return CHALLENGER, hook.alias_version(summary["model_name"], CHALLENGER)

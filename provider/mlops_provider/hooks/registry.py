@@ -10,9 +10,8 @@
   version as ``previous_champion`` and append ``{alias, action, from, to, why, who, when}`` to the
   registered-model tag ``mlops.alias_history.<alias>``.
 * A rollback with a request key happens once: retries and clear-and-rerun never flip the alias back.
-* Registered-model summary tags for the Models page (:mod:`mlops_provider.core.monitoring`):
-  ``mlops.retrain_dag`` at registration (if missing), ``mlops.last_decision`` on a promotion, refusal
-  or rollback, and a new ``mlops.revision`` on every write here.
+* Summary tags for the Models page (:mod:`mlops_provider.core.monitoring`): ``mlops.retrain_dag``,
+  ``mlops.last_decision`` (promotion, refusal, rollback), a new ``mlops.revision`` on every write.
 """
 
 from __future__ import annotations
@@ -68,11 +67,8 @@ class Champion:
 
 
 def is_missing_alias(err: BaseException) -> bool:
-    """
-    True only for MLflow's answer "this alias (or this registered model) does not exist": the SQL store
-    and the REST API raise INVALID_PARAMETER_VALUE "Registered model alias X not found" and
-    RESOURCE_DOES_NOT_EXIST "Registered Model with name=X not found". Everything else is a real error.
-    """
+    """True only for MLflow's "alias (or registered model) does not exist": INVALID_PARAMETER_VALUE
+    "Registered model alias X not found", RESOURCE_DOES_NOT_EXIST "... not found". Else a real error."""
     code = error_code(err)
     message = str(err).lower()
     if code == "INVALID_PARAMETER_VALUE":
@@ -336,9 +332,11 @@ class MLflowRegistryHook(MLflowModelHook):
         reason: str,
         who: str,
         request_key: str | None = None,
+        expected: str | None = None,
     ) -> dict[str, Any]:
         """
-        Move ``alias`` back to ``to_version`` (default: ``previous_champion``), recorded like a promotion.
+        Move ``alias`` back to ``to_version`` (default: ``previous_champion``), recorded like a promotion;
+        with ``expected``, only from that version (else :class:`ChampionChangedError`).
 
         With a ``request_key`` (the task instance) the rollback happens once: the request
         ``{from, to, state}`` is recorded on the registered model before the alias moves; a later try
@@ -355,6 +353,8 @@ class MLflowRegistryHook(MLflowModelHook):
                 origin, target = record.get("from"), str(record.get("to"))
                 if current not in (origin, target):
                     raise ChampionChangedError(origin, current)
+            elif expected is not None and current != expected:
+                raise ChampionChangedError(expected, current)
             else:
                 origin, target = current, self._rollback_target(model_name, to_version)
             move = AliasMove(model_name, alias, origin, target, reason, who, "rollback")

@@ -20,7 +20,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_provider.core import lineage
 from mlops_provider.exceptions import airflow_errors
-from mlops_provider.hooks.approval import REJECT, ApprovalHook, approval_text
+from mlops_provider.hooks.approval import ApprovalHook, approval_text
 from mlops_provider.hooks.gate import SUMMARY_KEYS, forced_record, trigger_requests
 from mlops_provider.hooks.mlflow import MLflowHookMixin
 from mlops_provider.hooks.registry import ChampionChangedError, MLflowRegistryHook, check_model_name
@@ -121,6 +121,8 @@ class PromoteModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
     :param allow_forced: whether ``skip_vs_champion`` is allowed (``promotion.allow_forced``). (templated)
     :param force_reason: why the champion comparison is skipped; recorded with who triggered. (templated)
     :param on_refuse: ``fail`` (AirflowFailException) | ``skip`` (AirflowSkipException). (templated)
+    :param mode: ``direct`` | ``shadow``: a passing challenger takes ``@challenger`` while a champion
+        exists; the performance monitor promotes it on live labels. (templated)
     :param approved_by: an approval already given (e.g. by an upstream ApprovalOperator). (templated)
     :param response_timeout: how long a manual approval may wait; no answer means "Reject".
     :param reuse_evaluation: take the challenger's metrics from EvaluateModelOperator's record when it
@@ -148,6 +150,7 @@ class PromoteModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
         "allow_forced",
         "force_reason",
         "on_refuse",
+        "mode",
         "approved_by",
         "extra_trusted_types",
         "mlflow_conn_id",
@@ -173,6 +176,7 @@ class PromoteModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
         allow_forced: bool | str = True,
         force_reason: str | None = None,
         on_refuse: str = "fail",
+        mode: str = "direct",
         approved_by: str | None = None,
         response_timeout: Any = None,
         reuse_evaluation: bool | str = True,
@@ -197,6 +201,7 @@ class PromoteModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
         self.allow_forced = allow_forced
         self.force_reason = force_reason
         self.on_refuse = on_refuse
+        self.mode = mode
         self.approved_by = approved_by
         self.response_timeout = response_timeout
         self.reuse_evaluation = reuse_evaluation
@@ -297,12 +302,16 @@ class PromoteModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
         raise AirflowFailException(message)
 
     def _promote(self, context: Context, summary: dict[str, Any], decided_by: str) -> dict[str, Any]:
+        from mlops_provider.hooks.gate import promotion_alias
+
         name, version = summary["model_name"], summary["new_version"]
+        with airflow_errors():
+            alias, expected_old = promotion_alias(self.hook, summary, self.alias, self.mode)
         try:
             self.hook.move_alias(
                 model_name=name,
-                alias=self.alias,
-                expected_old=summary["old_version"],
+                alias=alias,
+                expected_old=expected_old,
                 new_version=version,
                 why=summary["reason"],
                 who=decided_by,
@@ -314,7 +323,7 @@ class PromoteModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
                 f"{changed}; the gates were scored against version {changed.expected}: re-run the gate"
             )
             return self._refuse(context, summary, decided_by)
-        summary["decision"] = "promoted"
+        summary["decision"] = "promoted" if alias == self.alias else "shadow"
         self._record(summary, decided_by)
         MLflowModelVersionLink.persist(context, self.hook.model_version_url(name, version))
         return _small(summary)
@@ -334,21 +343,11 @@ class PromoteModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
         summary: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Resume after the human decision: promote on "Approve", refuse otherwise."""
-        if not summary:
-            raise AirflowFailException("resumed without the gate summary: cannot complete the promotion")
-        if not event or "chosen_options" not in event:
-            raise AirflowFailException(f"resumed without a human decision (event {event!r})")
-        summary = dict(summary)
-        answer = ApprovalHook.decision(event)
-        who = answer.who
-        if answer.timed_out or not who:
-            summary["reason"] = f"{summary['reason']}; no human answered in time (default: {REJECT})"
-            return self._refuse(context, summary, decided_by="timeout")
-        if not answer.approved:
-            summary["reason"] = f"{summary['reason']}; rejected by {who}"
-            return self._refuse(context, summary, decided_by=f"human:{who}")
-        summary["reason"] = f"{summary['reason']}; approved by {who}"
-        return self._promote(context, summary, decided_by=f"human:{who}")
+        with airflow_errors():
+            approved, resumed, decided_by = ApprovalHook.resume(event, summary)
+        if approved:
+            return self._promote(context, resumed, decided_by=decided_by)
+        return self._refuse(context, resumed, decided_by=decided_by)
 
 
 class RollbackModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):

@@ -1,15 +1,17 @@
-"""Batch scoring with the champion model, pinned to one version for the whole run."""
+"""Batch scoring with the champion model, pinned to one version for the whole run; other versions in shadow."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_provider.core import lineage
+from mlops_provider.core.predictions import score_in_chunks, shadow_uri, stamp
 from mlops_provider.exceptions import airflow_errors
 from mlops_provider.hooks.data import DataHook
 from mlops_provider.hooks.mlflow import MLflowHookMixin
@@ -23,38 +25,24 @@ if TYPE_CHECKING:
 
     from mlops_provider.hooks.models import LoadedModel
 
-ROW_COLUMN = "row"
-PREDICTION_COLUMN = "prediction"
-VERSION_COLUMN = "model_version"
-
-
-def score_in_chunks(
-    model: Any, frame: pd.DataFrame, features: Sequence[str], chunk_size: int, id_columns: Sequence[str] = ()
-) -> pd.DataFrame:
-    """Predictions for every row, ``chunk_size`` rows at a time: id columns, ``row``, ``prediction``."""
-    import pandas as pd
-
-    parts = []
-    for start in range(0, len(frame), chunk_size):
-        chunk = frame.iloc[start : start + chunk_size]
-        out = chunk[list(id_columns)].copy() if id_columns else pd.DataFrame(index=chunk.index)
-        out[ROW_COLUMN] = range(start, start + len(chunk))
-        out[PREDICTION_COLUMN] = model.predict(chunk[list(features)])
-        parts.append(out)
-    if not parts:
-        return pd.DataFrame(columns=[*id_columns, ROW_COLUMN, PREDICTION_COLUMN])
-    return pd.concat(parts, ignore_index=True)
-
 
 class BatchScoreOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
     """
     Score a dataset with ``models:/<model_name>@<alias>`` and write the predictions atomically.
 
     The alias is resolved ONCE to a version and that exact version (``models:/<name>/<version>``) scores
-    every chunk, so a promotion during the run cannot mix two models. The output holds ``row`` (the
-    input row number), the ``id_columns``, ``prediction`` and ``model_version``; it is written to a
-    temporary name and then renamed (or moved, on object stores). No champion, or a batch without
-    rows: the task is skipped (and nothing is written).
+    every chunk, so a promotion during the run cannot mix two models. The output holds the
+    ``id_columns``, ``row`` (the input row number), ``prediction``, with ``probabilities`` one
+    ``proba_<class>`` per class, ``model_version``, ``alias``, ``scored_at`` and ``scoring_date`` (the
+    run's logical date; see :mod:`mlops_provider.core.predictions`); it is written to a temporary name
+    and then renamed (or moved, on object stores). No champion, or a batch without rows: the task is
+    skipped (and nothing is written).
+
+    ``shadow_aliases`` (e.g. ``challenger``, ``previous_champion``) that point at another version score
+    the same batch too, one model load each, into ``<output>.shadow.<ext>``: never served, kept for the
+    performance monitor. A shadow version that cannot score the batch is logged and left out; the
+    served predictions never depend on it. With ``record_batch`` the batch is recorded in MLflow
+    (``<model>-monitoring``, ``mlops.check=scoring``), which is how the performance monitor finds it.
 
     Before scoring, the model is verified (its recorded sha256; no pickle; skops types on the
     provider's allowlist: see :mod:`mlops_provider.hooks.model_safety`) and the batch is checked against
@@ -79,7 +67,11 @@ class BatchScoreOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
     :param allow_pickle: load a pickle/cloudpickle model (can run arbitrary code; trusted registry only).
     :param extra_trusted_types: skops types trusted besides scikit-learn, numpy and scipy. (templated)
     :param allow_unverified_models: load a version without a recorded sha256 (logged by older code).
-    :return: ``{"model_name", "version", "rows", "output_uri", "unseen_share"}``
+    :param probabilities: also write a classifier's class probabilities.
+    :param shadow_aliases: aliases whose versions score the batch in shadow when they exist. (templated)
+    :param record_batch: record the scored batch in MLflow for the performance monitor.
+    :return: ``{"model_name", "version", "rows", "output_uri", "unseen_share", "shadow",
+        "shadow_output_uri", "monitoring_run_id"}``
     """
 
     template_fields: Sequence[str] = (
@@ -94,6 +86,7 @@ class BatchScoreOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
         "max_unseen_share",
         "on_unseen",
         "extra_trusted_types",
+        "shadow_aliases",
     )
     operator_extra_links = (MLflowModelVersionLink(),)
     ui_color = "#d0ffd8"
@@ -116,6 +109,9 @@ class BatchScoreOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
         allow_pickle: bool = False,
         extra_trusted_types: Sequence[str] | None = None,
         allow_unverified_models: bool = False,
+        probabilities: bool = False,
+        shadow_aliases: Sequence[str] | None = None,
+        record_batch: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -133,8 +129,47 @@ class BatchScoreOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
         self.allow_pickle = allow_pickle
         self.extra_trusted_types = extra_trusted_types
         self.allow_unverified_models = allow_unverified_models
+        self.probabilities = probabilities
+        self.shadow_aliases = shadow_aliases
+        self.record_batch = record_batch
 
     def execute(self, context: Context) -> dict[str, Any]:
+        max_share = self._check_arguments()
+        data = DataHook(conn_id=self.data_conn_id, base_dir=self.base_dir)
+        source = data.resolve(self.data_uri)
+        version = self.hook.alias_version(self.model_name, self.alias)
+        if version is None:
+            raise AirflowSkipException(
+                f"{self.model_name}@{self.alias} does not exist (no champion yet): nothing to score {source} with"
+            )
+        frame = data.read_frame(source)
+        if len(frame) == 0:
+            raise AirflowSkipException(f"{source} has no rows: nothing to score, no output written")
+        stamp_args = {"scored_at": datetime.now(UTC), "scoring_date": lineage.logical_date(context)}
+        self.log.info(
+            "Scoring %s with %s version %s (resolved from @%s)", source, self.model_name, version, self.alias
+        )
+        predictions, shares = self._score(frame, source, version, self.alias, max_share)
+        written = data.write_frame(
+            stamp(predictions, version=version, alias=self.alias, **stamp_args), self.output_uri
+        )
+        MLflowModelVersionLink.persist(context, self.hook.model_version_url(self.model_name, version))
+        shadow, shadow_written = self._score_shadows(data, frame, source, version, stamp_args)
+        summary = {
+            "model_name": self.model_name,
+            "version": str(version),
+            "rows": len(predictions),
+            "output_uri": written,
+            "unseen_share": shares,
+            "shadow": shadow,
+            "shadow_output_uri": shadow_written,
+        }
+        if self.record_batch:
+            summary["monitoring_run_id"] = self._record(context, summary, stamp_args)
+        return summary
+
+    def _check_arguments(self) -> float | None:
+        """The validated ``max_unseen_share``; the load policy set on the hook."""
         from mlops_provider.core.scoring import check_unseen_options
         from mlops_provider.hooks.model_safety import ModelLoadPolicy
 
@@ -147,18 +182,14 @@ class BatchScoreOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
             extra_trusted_types=self.extra_trusted_types,
             allow_unverified=self.allow_unverified_models,
         )
+        return max_share
+
+    def _score(
+        self, frame: pd.DataFrame, source: str, version: str, alias: str, max_share: float | None
+    ) -> tuple[pd.DataFrame, dict[str, float]]:
+        """One version's checked predictions of the batch, and the unseen-category shares."""
         id_columns = list(self.id_columns or [])
-        data = DataHook(conn_id=self.data_conn_id, base_dir=self.base_dir)
-        source = data.resolve(self.data_uri)
-        version = self.hook.alias_version(self.model_name, self.alias)
-        if version is None:
-            raise AirflowSkipException(
-                f"{self.model_name}@{self.alias} does not exist (no champion yet): nothing to score {source} with"
-            )
         features = self._features(version)
-        frame = data.read_frame(source)
-        if len(frame) == 0:
-            raise AirflowSkipException(f"{source} has no rows: nothing to score, no output written")
         missing = [c for c in [*features, *id_columns] if c not in frame.columns]
         if missing:
             raise AirflowFailException(
@@ -166,25 +197,54 @@ class BatchScoreOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
                 f"version {version}"
             )
         loaded = self.hook.load_verified(f"models:/{self.model_name}/{version}")
-        where = f"{source}, scored by {self.model_name} version {version}"
+        where = f"{source}, scored by {self.model_name} version {version} (@{alias})"
         shares = self._check_batch(frame, features, loaded, where, max_share)
-        self.log.info(
-            "Scoring %s with %s version %s (resolved from @%s)", source, self.model_name, version, self.alias
-        )
         try:
-            predictions = score_in_chunks(loaded.model, frame, features, self.chunk_size, id_columns)
+            predictions = score_in_chunks(
+                loaded.model, frame, features, self.chunk_size, id_columns, bool(self.probabilities)
+            )
         except (ValueError, TypeError) as err:  # the data, not the moment: a retry cannot help
             raise AirflowFailException(f"{where}: the model refused the batch: {err}") from None
-        predictions[VERSION_COLUMN] = str(version)
-        written = data.write_frame(predictions, self.output_uri)
-        MLflowModelVersionLink.persist(context, self.hook.model_version_url(self.model_name, version))
-        return {
-            "model_name": self.model_name,
-            "version": str(version),
-            "rows": len(predictions),
-            "output_uri": written,
-            "unseen_share": shares,
-        }
+        return predictions, shares
+
+    def _score_shadows(
+        self, data: DataHook, frame: pd.DataFrame, source: str, served: str, stamp_args: dict[str, Any]
+    ) -> tuple[dict[str, str], str | None]:
+        """Score the batch with every shadow alias's version (not the served one, each version once)."""
+        import pandas as pd
+
+        versions: dict[str, str] = {}
+        parts = []
+        for alias in dict.fromkeys(self.shadow_aliases or ()):
+            version = self.hook.alias_version(self.model_name, alias)
+            if version is None or version == served or version in versions.values():
+                continue
+            try:
+                predictions, _ = self._score(frame, source, version, alias, None)
+            except AirflowFailException as err:  # a shadow never fails the served scoring
+                self.log.warning("Shadow scoring by @%s (version %s) left out: %s", alias, version, err)
+                continue
+            versions[alias] = version
+            parts.append(stamp(predictions, version=version, alias=alias, **stamp_args))
+        if not parts:
+            return versions, None
+        self.log.info("Scored %s in shadow with %s", source, versions)
+        return versions, data.write_frame(pd.concat(parts, ignore_index=True), shadow_uri(self.output_uri))
+
+    def _record(self, context: Context, summary: dict[str, Any], stamp_args: dict[str, Any]) -> str:
+        from mlops_provider.core.performance import scoring_record
+        from mlops_provider.hooks.monitoring import MonitoringHook
+
+        record = scoring_record(
+            model=self.model_name,
+            versions={self.alias: summary["version"], **summary["shadow"]},
+            outputs={"served": summary["output_uri"], "shadow": summary["shadow_output_uri"]},
+            rows=summary["rows"],
+            identity=lineage.task_identity(context),
+            scoring_date=stamp_args["scoring_date"],
+            scored_at=stamp_args["scored_at"],
+        )
+        return MonitoringHook(mlflow_conn_id=self.mlflow_conn_id).record_check(record)
 
     def _check_batch(
         self,

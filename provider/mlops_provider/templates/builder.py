@@ -1,6 +1,6 @@
 """The DAG factory: every YAML in a folder becomes ``<name>_retrain``, ``<name>_drift_monitor``,
-``<name>_batch_score`` and ``<name>_rollback``; a bad config becomes a placeholder DAG tagged
-``invalid-config``.
+``<name>_batch_score``, ``<name>_rollback`` and, with ``feedback``, ``<name>_performance_monitor``; a
+bad config becomes a placeholder DAG tagged ``invalid-config``.
 
 Airflow re-parses the DAG file in every task process: there, only the DAG being run is built
 (``get_parsing_context()``), so 100 configs cost one DAG's construction per task.
@@ -28,6 +28,8 @@ from mlops_provider.templates.jinja import (
 )
 from mlops_provider.templates.loader import LoadedConfig, load_configs
 from mlops_provider.templates.params import cached_schema_checks, retrain_params
+from mlops_provider.templates.performance import SUFFIX as PERFORMANCE_SUFFIX
+from mlops_provider.templates.performance import performance_dag
 from mlops_provider.templates.placeholder import (
     INVALID_TAG,
     InvalidModelConfigError,
@@ -41,7 +43,7 @@ __all__ = ["INVALID_TAG", "InvalidModelConfigError", "build_dags", "placeholder_
 
 log = logging.getLogger(__name__)
 
-DAG_SUFFIXES = ("_retrain", "_drift_monitor", "_batch_score", "_rollback")
+DAG_SUFFIXES = ("_retrain", "_drift_monitor", "_batch_score", "_rollback", PERFORMANCE_SUFFIX)
 
 
 class _Builder:
@@ -72,12 +74,15 @@ class _Builder:
 
     # -- <name>_retrain ------------------------------------------------------------------------
     def retrain_schedule(self) -> Any:
-        """The config's cron or the drift asset, whichever comes first; the asset alone without a cron."""
+        """The config's cron or the drift (or performance) asset, whichever comes first; the assets alone
+        without a cron."""
         from airflow.sdk import AssetOrTimeSchedule
 
-        from mlops_provider.assets import drift_asset
+        from mlops_provider.assets import drift_asset, performance_asset
 
-        asset = drift_asset(self.name)
+        asset: Any = drift_asset(self.name)
+        if self.config.feedback is not None:
+            asset = asset | performance_asset(self.name)
         timetable = dag_args.schedule(self.config.schedule)
         if timetable is None:
             return asset
@@ -89,6 +94,19 @@ class _Builder:
         """How every task that loads this model may load it (``training.allow_pickle``/``trusted_types``)."""
         c = self.config.training
         return {"allow_pickle": c.allow_pickle, "extra_trusted_types": list(c.trusted_types)}
+
+    def feedback_scoring(self) -> dict[str, Any]:
+        """With feedback: the id kept, probabilities, shadow versions scored, the batch recorded."""
+        c = self.config
+        if c.feedback is None:
+            return {"id_columns": [c.scoring.id_column] if c.scoring.id_column else None}
+        shadows = ["previous_champion", *(["challenger"] if c.promotion.mode == "shadow" else [])]
+        return {
+            "id_columns": [c.scoring.id_column],
+            "probabilities": c.model.task == "classification",
+            "shadow_aliases": shadows,
+            "record_batch": True,
+        }
 
     def data_prefixes(self) -> list[str]:
         """``data.allowed_training_prefixes`` resolved against the YAML's folder."""
@@ -198,6 +216,7 @@ class _Builder:
             allow_forced=c.promotion.allow_forced,
             force_reason="{{ params.force_reason }}",
             on_refuse=c.promotion.on_refuse,
+            mode=c.promotion.mode,
             mlflow_conn_id=c.mlflow_conn_id,
             retries=c.retries,  # lock waits and MLflow outages are retryable; refusals never are
             **self.model_safety(),
@@ -245,13 +264,19 @@ class _Builder:
                 dag_args.depends(check, validate)
         return dag
 
-    def rollback(self) -> DAG:
-        args = {
+    def shared_args(self, kind: str) -> dict[str, Any]:
+        return {
             **dag_args.dag_defaults(),
-            "tags": dag_args.tags(self.config, "rollback"),
+            "tags": dag_args.tags(self.config, kind),
             "default_args": dag_args.default_args(self.config),
         }
-        return rollback_dag(self.config, str(self.item.path), args)
+
+    def rollback(self) -> DAG:
+        return rollback_dag(self.config, str(self.item.path), self.shared_args("rollback"))
+
+    def performance(self) -> DAG | None:
+        path, base = str(self.item.path), str(self.item.base_dir)
+        return performance_dag(self.config, path, base, self.path, self.shared_args("performance"))
 
     # -- <name>_batch_score --------------------------------------------------------------------
     def batch_score(self) -> DAG | None:
@@ -289,6 +314,7 @@ class _Builder:
                 mlflow_conn_id=c.mlflow_conn_id,
                 max_unseen_share=c.scoring.max_unseen_share,
                 on_unseen=c.scoring.on_unseen,
+                **self.feedback_scoring(),
                 **self.model_safety(),
                 doc_md=docs.SCORE,
             )
@@ -338,7 +364,13 @@ def _build(items: list[LoadedConfig], only_dag_id: str | None) -> list[DAG]:
         builder = _Builder(item)
         for suffix, make in zip(
             DAG_SUFFIXES,
-            (builder.retrain, builder.drift_monitor, builder.batch_score, builder.rollback),
+            (
+                builder.retrain,
+                builder.drift_monitor,
+                builder.batch_score,
+                builder.rollback,
+                builder.performance,
+            ),
             strict=True,
         ):
             if only_dag_id is not None and only_dag_id != f"{builder.name}{suffix}":

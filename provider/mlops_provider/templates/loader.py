@@ -92,10 +92,18 @@ def _problems_from_validation(path: str, err: ValidationError) -> list[ConfigPro
             message = f"{message}, got {item.get('input')!r}"
         elif message.startswith("Value error, "):
             message = message.removeprefix("Value error, ")
-        if key == "(top level)" and ": metric " in message:
-            key, _, message = message.partition(": ")
+        if key == "(top level)":
+            key, message = _named_key(message)
         problems.append(ConfigProblem(path, key, message))
     return problems
+
+
+def _named_key(message: str) -> tuple[str, str]:
+    """A rule across sections says ``"<key>: <problem>"``: report it under that key."""
+    head, sep, rest = message.partition(": ")
+    if sep and " " not in head and head.split(".")[0] in ModelConfig.model_fields:
+        return head, rest
+    return "(top level)", message
 
 
 @functools.lru_cache(maxsize=256)  # many configs share an estimator; one parse is one process

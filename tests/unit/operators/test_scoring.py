@@ -93,7 +93,17 @@ def test_scoring_writes_predictions_with_the_model_version(store):
     assert result["version"] == "1"
     assert result["rows"] == store.rows
     out = pd.read_parquet(result["output_uri"])
-    assert list(out.columns) == ["patient_id", "row", "prediction", "model_version"]
+    assert list(out.columns) == [
+        "patient_id",
+        "row",
+        "prediction",
+        "model_version",
+        "alias",
+        "scored_at",
+        "scoring_date",
+    ]
+    assert set(out["alias"]) == {"champion"}
+    assert out["scoring_date"].iloc[0] == out["scored_at"].iloc[0]  # no logical date: when it was scored
     assert list(out["row"]) == list(range(store.rows))
     assert list(out["patient_id"]) == [f"p{i}" for i in range(store.rows)]
     assert set(out["model_version"]) == {"1"}

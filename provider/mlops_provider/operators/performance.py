@@ -1,0 +1,347 @@
+"""Live performance: late labels joined to the predictions of a window, and what the monitor does about it.
+
+The batches come from the scoring records in MLflow (``<model>-monitoring``, ``mlops.check=scoring``)
+whose scoring date (the scoring run's logical date) lies in the ``window_days`` up to this run's
+logical date, so re-running a past monitor run gives the same numbers for the same labels. Labels may
+arrive partly and late: the join (:mod:`mlops_provider.core.feedback_join`) counts and names every
+problem (duplicate ids, ids never scored, a label of the wrong type); only data that cannot be joined
+at all fails the task. The judgement is :func:`mlops_provider.core.performance.judge`.
+
+Asset events: the task declares ``performance_asset(model_name)`` as its outlet and keeps it only when
+the champion is degraded (and no alias moved), as the drift check does with its Asset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from mlops_provider.assets import performance_asset
+from mlops_provider.core import lineage
+from mlops_provider.exceptions import airflow_errors
+from mlops_provider.hooks.data import DataHook
+from mlops_provider.hooks.mlflow import MLflowHookMixin
+from mlops_provider.hooks.performance import PerformanceHook
+from mlops_provider.hooks.registry import ChampionChangedError, check_model_name
+from mlops_provider.lean_setattr import LeanSetattrMixin
+from mlops_provider.links.mlflow import MLflowModelVersionLink
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from airflow.sdk import Context
+
+    from mlops_provider.core.judgement import Judgement
+    from mlops_provider.hooks.performance import ScoredBatch
+
+DECIDED_BY = "live-performance"
+
+
+class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
+    """
+    Join late labels to the predictions of the window, compute live metrics per alias, and act.
+
+    * ``insufficient_labels`` (fewer than ``min_labels`` labelled champion rows): never an alarm;
+    * ``degraded``: a live metric dropped more than ``degrade`` allows below the champion's own holdout
+      value; the task emits the model's performance Asset event (the retrain DAG runs on it);
+    * ``rollback="auto"``: the previous champion, scored in shadow on the same labelled rows, satisfies
+      the ``vs_champion`` rules against the champion and is strictly better on ``primary_metric``: the
+      champion rolls back (recorded like a rollback, by ``live-performance``);
+    * ``mode="shadow"``: ``@challenger`` with ``shadow_min_labels`` labelled rows shared with the champion
+      is promoted when it satisfies the ``vs_champion`` rules on them, else refused (its alias dropped).
+
+    Each check is recorded in MLflow (``mlops.check=performance``: ``live.<metric>``, ``labels``, every
+    alias's numbers, the label problems) for the Models page, with its reason in the XCom summary.
+
+    :param model_name: registered model name (keep it literal: it names the Asset). (templated)
+    :param labels_uri: where labels land (path, glob or URI). (templated)
+    :param id_column: the id column of prediction and label files. (templated)
+    :param label_column: the label column of the label files. (templated)
+    :param task_type: ``classification`` | ``regression``. (templated)
+    :param primary_metric: the headline metric. (templated)
+    :param metrics: metrics to compute (default: the task's). (templated)
+    :param degrade: ``{metric: {max_drop: x}}``. (templated)
+    :param vs_champion: ``{metric: {min_delta: d}}``, the gate's rules, applied to live rows. (templated)
+    :param window_days: days of scoring dates counted up to the run's logical date. (templated)
+    :param min_labels: labelled champion rows needed before any alarm or move. (templated)
+    :param rollback: ``auto`` | ``off``. (templated)
+    :param mode: ``direct`` | ``shadow`` (promotion.mode). (templated)
+    :param shadow_min_labels: labelled rows a shadow challenger needs. (templated)
+    :param alias: the served alias. (templated)
+    :param base_dir: folder relative local paths resolve against. (templated)
+    :param data_conn_id: Airflow connection for remote data URIs. (templated)
+    :param mlflow_conn_id: MLflow connection. (templated)
+    :return: ``{"status", "action", "reason", "champion_version", "labels", "live", "aliases",
+        "label_issues", "window", "gates", "degrade", "monitoring_run_id"}``
+    """
+
+    template_fields: Sequence[str] = (
+        "model_name",
+        "labels_uri",
+        "id_column",
+        "label_column",
+        "task_type_name",
+        "primary_metric",
+        "metrics",
+        "degrade",
+        "vs_champion",
+        "window_days",
+        "min_labels",
+        "rollback",
+        "mode",
+        "shadow_min_labels",
+        "alias",
+        "base_dir",
+        "data_conn_id",
+        "mlflow_conn_id",
+    )
+    operator_extra_links = (MLflowModelVersionLink(),)
+    ui_color = "#e0d0ff"
+    hook_class = PerformanceHook
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        labels_uri: str,
+        id_column: str,
+        label_column: str,
+        task_type: str,
+        primary_metric: str,
+        metrics: Sequence[str] | None = None,
+        degrade: Mapping[str, Mapping[str, float]] | None = None,
+        vs_champion: Mapping[str, Mapping[str, float]] | None = None,
+        window_days: int = 28,
+        min_labels: int = 200,
+        rollback: str = "off",
+        mode: str = "direct",
+        shadow_min_labels: int = 500,
+        alias: str = "champion",
+        base_dir: str | None = None,
+        data_conn_id: str | None = None,
+        mlflow_conn_id: str = PerformanceHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        outlets = kwargs.pop("outlets", None) or []
+        kwargs["outlets"] = [
+            *(outlets if isinstance(outlets, list | tuple) else [outlets]),
+            performance_asset(model_name),
+        ]
+        super().__init__(**kwargs)
+        self.model_name, self.labels_uri, self.id_column = model_name, labels_uri, id_column
+        self.label_column, self.task_type_name, self.primary_metric = label_column, task_type, primary_metric
+        self.metrics, self.degrade, self.vs_champion = metrics, degrade, vs_champion
+        self.window_days, self.min_labels, self.rollback = window_days, min_labels, rollback
+        self.mode, self.shadow_min_labels, self.alias = mode, shadow_min_labels, alias
+        self.base_dir, self.data_conn_id, self.mlflow_conn_id = base_dir, data_conn_id, mlflow_conn_id
+        self._parsed_model_name = model_name
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlops_provider.core.feedback import live_metrics, window
+
+        asset = performance_asset(self._parsed_model_name)
+        self.outlets = [o for o in self.outlets if o != asset]  # put back only when degraded
+        settings = self._settings()
+        name = check_model_name(self.model_name)
+        monitor_date = lineage.logical_date(context) or datetime.now(UTC)
+        start, end = window(monitor_date, settings["window_days"])
+        champion = self.hook.alias_version(name, self.alias)
+        if champion is None:
+            raise AirflowSkipException(f"{name}@{self.alias} does not exist: no live performance to watch")
+        batches = self.hook.scored_batches(name, start, end)
+        joined, issues = self._joined(batches)
+        with airflow_errors():
+            live = (
+                {}
+                if joined is None
+                else live_metrics(joined, task_type=self.task_type_name, metrics=settings["metrics"])
+            )
+        judgement = self._judge(joined, live, champion, settings)
+        summary = self._summary(judgement, live, issues, champion, (start, end), len(batches))
+        self._act(context, judgement, summary)
+        summary["monitoring_run_id"] = self._record(context, judgement, summary, live, issues)
+        summary["event"] = judgement.event and summary["action"] != "none"  # not when the move was cancelled
+        if summary["event"]:
+            self.outlets = [*self.outlets, asset]
+            context["outlet_events"][asset].extra = {
+                k: summary[k] for k in ("status", "reason", "champion_version", "labels", "live")
+            }
+            self.log.info("Champion degraded: emitting an event on %s", asset.uri)
+        self.log.info("%s: %s (%s)", judgement.status, judgement.action, judgement.reason)
+        return summary
+
+    def _settings(self) -> dict[str, Any]:
+        """The arguments checked (a retry cannot fix them)."""
+        from mlops_provider.core.judgement import check_settings
+
+        if self.model_name != self._parsed_model_name:
+            raise AirflowFailException(
+                f"model_name rendered to {self.model_name!r} but the performance Asset was fixed at parse "
+                f"time for {self._parsed_model_name!r}: use a literal model_name"
+            )
+        with airflow_errors():
+            return check_settings(
+                task_type=self.task_type_name,
+                primary_metric=self.primary_metric,
+                metrics=self.metrics,
+                degrade=self.degrade,
+                vs_champion=self.vs_champion,
+                window_days=self.window_days,
+                min_labels=self.min_labels,
+                rollback=self.rollback,
+                mode=self.mode,
+                shadow_min_labels=self.shadow_min_labels,
+            )
+
+    def _joined(self, batches: list[ScoredBatch]) -> tuple[pd.DataFrame | None, Any]:
+        """Predictions of the window joined with every label file that has arrived."""
+        import pandas as pd
+
+        from mlops_provider.core.feedback import LabelIssues, prepare_labels
+        from mlops_provider.core.feedback_join import join_labels
+
+        data = DataHook(conn_id=self.data_conn_id, base_dir=self.base_dir)
+        predictions = [self._read(data, uri) for batch in batches for uri in batch.uris]
+        found = [p for p in predictions if p is not None and len(p)]
+        files = data.files(self.labels_uri)
+        with airflow_errors():
+            labels = [
+                prepare_labels(
+                    data.read_frame(f), id_column=self.id_column, label_column=self.label_column, source=f
+                )
+                for f in files
+            ]
+            if not found or not labels:
+                self.log.info(
+                    "%d prediction file(s), %d label file(s): nothing to join yet", len(found), len(files)
+                )
+                return None, LabelIssues()
+            return join_labels(
+                pd.concat(found, ignore_index=True),
+                pd.concat(labels, ignore_index=True),
+                id_column=self.id_column,
+                task_type=self.task_type_name,
+                where=data.resolve(self.labels_uri),
+            )
+
+    def _read(self, data: DataHook, uri: str) -> pd.DataFrame | None:
+        if not data.files(uri):
+            self.log.warning("Prediction file %s is gone: its batch is left out", uri)
+            return None
+        return data.read_frame(uri)
+
+    def _judge(
+        self, joined: pd.DataFrame | None, live: dict[str, Any], champion: str, settings: dict[str, Any]
+    ) -> Judgement:
+        from mlops_provider.core.feedback import paired_metrics
+        from mlops_provider.core.judgement import CHALLENGER, PREVIOUS, judge
+
+        entry = live.get(self.alias)
+        if entry is not None and entry["version"] != champion:
+            entry = None  # the champion changed: its own rows only
+        paired = {}
+        for other in (PREVIOUS, CHALLENGER):
+            if other in live and entry is not None and joined is not None:
+                with airflow_errors():
+                    paired[other] = paired_metrics(
+                        joined,
+                        self.alias,
+                        other,
+                        task_type=self.task_type_name,
+                        metrics=settings["metrics"],
+                        id_column=self.id_column,
+                    )
+        holdout = self.hook.holdout_metrics(self.model_name, champion)
+        return judge(
+            alias=self.alias,
+            champion=entry,
+            holdout=holdout,
+            paired_previous=paired.get(PREVIOUS),
+            paired_challenger=paired.get(CHALLENGER),
+            settings=settings,
+        )
+
+    def _summary(
+        self,
+        judgement: Judgement,
+        live: dict[str, Any],
+        issues: Any,
+        champion: str,
+        span: tuple[datetime, datetime],
+        batches: int,
+    ) -> dict[str, Any]:
+        entry = live.get(self.alias) or {}
+        return {
+            "model_name": self.model_name,
+            "status": judgement.status,
+            "action": judgement.action,
+            "reason": judgement.reason,
+            "champion_version": champion,
+            "labels": int(entry.get("labels") or 0) if entry.get("version") == champion else 0,
+            "live": entry.get("metrics") or {},
+            "aliases": {k: {x: v[x] for x in ("version", "labels", "metrics")} for k, v in live.items()},
+            "label_issues": issues.as_dict(),
+            "label_notes": issues.reasons(),
+            "window": {"start": span[0].isoformat(), "end": span[1].isoformat(), "batches": batches},
+            "gates": [g.as_dict() for g in judgement.gates],
+            "degrade": [g.as_dict() for g in judgement.degrade],
+            "target_version": judgement.target_version,
+        }
+
+    def _act(self, context: Context, judgement: Judgement, summary: dict[str, Any]) -> None:
+        """The one alias move the judgement asks for; a champion moved meanwhile cancels it."""
+        from mlops_provider.core.judgement import live_decision
+
+        if judgement.action not in ("rollback", "promote", "refuse_challenger"):
+            return
+        who = lineage.who(lineage.task_identity(context))
+        decision = live_decision(summary, judgement, DECIDED_BY, who)
+        try:
+            if judgement.action == "rollback":
+                self.hook.rollback(
+                    self.model_name,
+                    self.alias,
+                    judgement.target_version,
+                    judgement.reason,
+                    DECIDED_BY,
+                    request_key=who,
+                    expected=summary["champion_version"],
+                )
+            elif judgement.action == "promote":
+                self.hook.promote_challenger(decision, self.alias, lock_owner=who)
+            else:
+                self.hook.refuse_challenger(decision)
+        except ChampionChangedError as changed:
+            summary["action"], summary["reason"] = "none", f"{judgement.reason}; not done: {changed}"
+            judgement.action = "none"
+            return
+        url = self.hook.model_version_url(self.model_name, str(judgement.target_version))
+        MLflowModelVersionLink.persist(context, url)
+
+    def _record(
+        self,
+        context: Context,
+        judgement: Judgement,
+        summary: dict[str, Any],
+        live: dict[str, Any],
+        issues: Any,
+    ) -> str:
+        from mlops_provider.core.performance import performance_record
+
+        entry = live.get(self.alias)
+        record = performance_record(
+            model=self.model_name,
+            status=judgement.status,
+            action=summary["action"],
+            reason=summary["reason"],
+            champion=entry if entry and entry["version"] == summary["champion_version"] else None,
+            aliases=live,
+            labels=issues.as_dict(),
+            identity=lineage.task_identity(context),
+            logical_date=lineage.logical_date(context),
+            checked_at=datetime.now(UTC),
+        )
+        return self.hook.monitoring.record_check(record)
