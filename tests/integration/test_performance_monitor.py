@@ -3,6 +3,7 @@ champion and, in shadow, the previous champion; late labels; the performance mon
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowSkipException
 from support import cancer_csv, context, train
 
+from mlops_provider.core.catalog import live_check
 from mlops_provider.hooks.registry import MLflowRegistryHook
 from mlops_provider.operators.performance import PerformanceMonitorOperator
 from mlops_provider.operators.scoring import BatchScoreOperator
@@ -30,10 +32,10 @@ def run_context(task_id: str, run_id: str, when: datetime) -> dict[str, Any]:
     return ctx
 
 
-def promote(name: str, version: str, old: str | None) -> None:
+def promote(name: str, version: str, old: str | None, alias: str = "champion") -> None:
     MLflowRegistryHook().move_alias(
         model_name=name,
-        alias="champion",
+        alias=alias,
         expected_old=old,
         new_version=version,
         why="test",
@@ -128,6 +130,27 @@ def test_a_bad_champion_is_rolled_back_once_labels_show_it(loop: SimpleNamespace
     assert summary["action"] == "rollback", summary["reason"]
     assert MLflowRegistryHook().alias_version("live", "champion") == "1"
     assert "previous_champion" in summary["reason"]
+    with MLflowRegistryHook().session() as client:
+        model = client.get_registered_model("live")
+        version = client.get_model_version("live", "1")
+    history = json.loads(model.tags["mlops.alias_history.champion"])
+    assert (history[-1]["action"], history[-1]["who"], history[-1]["to"]) == (
+        "rollback",
+        "live-performance",
+        "1",
+    )
+    live = live_check(model.tags["mlops.last_check.performance"])  # what the Models page shows
+    assert (live["metric"], live["status"], live["action"], live["labels"]) == (
+        "accuracy",
+        "ok",
+        "rollback",
+        300,
+    )
+    assert version.tags["mlops.rollback.by"] == "live-performance"
+    again, _ = monitor(loop, DAY + timedelta(days=1))  # the same run again: no flip back to version 2
+    # version 1's live numbers now come from its shadow rows; @previous_champion (2) has none of its own
+    assert (again["action"], again["status"], again["labels"]) == ("none", "ok", 300)
+    assert MLflowRegistryHook().alias_version("live", "champion") == "1"
     assert summary["labels"] == 300
 
 
@@ -141,3 +164,86 @@ def test_the_window_counts_scoring_dates(loop: SimpleNamespace) -> None:
 def test_without_a_champion_the_monitor_skips(loop: SimpleNamespace) -> None:
     with pytest.raises(AirflowSkipException):
         monitor(loop, DAY, model_name="live", alias="nobody")
+
+
+def test_a_planted_batch_record_outside_the_predictions_folder_is_left_out(loop: SimpleNamespace) -> None:
+    from mlops_provider.core.performance import scoring_record
+    from mlops_provider.hooks.monitoring import MonitoringHook
+
+    planted = loop.tmp / "elsewhere" / "fake.parquet"  # "predictions" a registry writer made up
+    planted.parent.mkdir()
+    fake = loop.frame[["patient_id", "target"]].rename(columns={"target": "prediction"})
+    fake.assign(model_version="1", alias="previous_champion", scoring_date="2026-11-01T00:00:00Z").to_parquet(
+        planted
+    )
+    identity = {"dag_id": "live_batch_score", "dag_run_id": "planted", "task_id": "score_batch"}
+    record = scoring_record(
+        model="live",
+        versions={"previous_champion": "1"},
+        outputs={"served": str(planted), "shadow": None},
+        rows=len(fake),
+        identity=identity,
+        scoring_date=DAY,
+        scored_at=DAY,
+    )
+    MonitoringHook().record_check(record)
+    land_labels(loop, slice(0, 300), "part1")
+    guarded, _ = monitor(loop, DAY + timedelta(days=1), predictions_prefix=str(loop.tmp / "predictions"))
+    assert guarded["aliases"] == {}  # nothing read
+    assert guarded["window"]["batches"] == 1
+    open_, _ = monitor(loop, DAY + timedelta(days=2))  # without the folder rule the file would count
+    assert open_["aliases"]["previous_champion"]["labels"] == 300
+
+
+def shadow_setup(loop: SimpleNamespace, champion: str, challenger: str) -> None:
+    """``champion`` serves, ``challenger`` waits in shadow; no @previous_champion."""
+    with MLflowRegistryHook().session() as client:
+        client.delete_registered_model_alias("live", "previous_champion")
+        client.set_registered_model_alias("live", "champion", champion)
+    promote("live", challenger, None, alias="challenger")
+
+
+def test_a_shadow_challenger_better_live_is_promoted(loop: SimpleNamespace) -> None:
+    shadow_setup(loop, champion="2", challenger="1")
+    assert score(loop, DAY, "scheduled__1")["shadow"] == {"challenger": "1"}
+    land_labels(loop, slice(0, 150), "part1")
+    waiting, _ = monitor(loop, DAY + timedelta(days=1), mode="shadow", shadow_min_labels=200, rollback="off")
+    assert waiting["action"] == "none"
+    assert "stays in shadow: 150 of 200" in waiting["reason"]
+    land_labels(loop, slice(150, 400), "part2")
+    summary, _ = monitor(loop, DAY + timedelta(days=2), mode="shadow", shadow_min_labels=200, rollback="off")
+    assert summary["action"] == "promote", summary["reason"]
+    hook = MLflowRegistryHook()
+    assert (hook.alias_version("live", "champion"), hook.alias_version("live", "challenger")) == ("1", None)
+    assert hook.alias_version("live", "previous_champion") == "2"
+    tags = hook.model_version("live", "1").tags
+    assert (tags["mlops.gate.decision"], tags["mlops.gate.decided_by"]) == ("promoted", "live-performance")
+    assert "400 labelled live rows" in tags["mlops.gate.reason"]
+
+
+def test_a_shadow_challenger_worse_live_is_refused_and_leaves_shadow(loop: SimpleNamespace) -> None:
+    shadow_setup(loop, champion="1", challenger="2")
+    score(loop, DAY, "scheduled__1")
+    land_labels(loop, slice(0, 400), "part1")
+    summary, _ = monitor(loop, DAY + timedelta(days=1), mode="shadow", shadow_min_labels=200, rollback="off")
+    assert summary["action"] == "refuse_challenger", summary["reason"]
+    hook = MLflowRegistryHook()
+    assert (hook.alias_version("live", "champion"), hook.alias_version("live", "challenger")) == ("1", None)
+    tags = hook.model_version("live", "2").tags
+    assert tags["mlops.gate.decision"] == "refused"
+    assert json.loads(tags["mlops.gate.gates"])[0]["gate"] == "vs_champion"
+    again, _ = monitor(loop, DAY + timedelta(days=1), mode="shadow", shadow_min_labels=200, rollback="off")
+    assert again["action"] == "none"  # nothing left in shadow: no second refusal
+
+
+def test_moving_the_challenger_alias_keeps_previous_champion_and_a_retry_records_once(
+    loop: SimpleNamespace,
+) -> None:
+    hook = MLflowRegistryHook()
+    assert hook.alias_version("live", "previous_champion") == "1"
+    promote("live", "1", None, alias="challenger")
+    promote("live", "1", "1", alias="challenger")  # a retry of the same move
+    with hook.session() as client:
+        history = json.loads(client.get_registered_model("live").tags["mlops.alias_history.challenger"])
+    assert len(history) == 1
+    assert hook.alias_version("live", "previous_champion") == "1"  # not the challenger's old version

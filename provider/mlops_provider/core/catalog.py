@@ -360,14 +360,35 @@ def retrain_cause(run_type: Any, conf: Any, asset_uris: Iterable[str]) -> str:
     return "manual"
 
 
+def live_check(raw: Any) -> dict[str, Any] | None:
+    """``mlops.last_check.performance``, shaped: the champion's live primary metric and the check's verdict."""
+    record = parse_json(raw, dict)
+    if record is None:
+        return None
+    metrics = record.get("metrics") if isinstance(record.get("metrics"), dict) else {}
+    metric = text(record.get("primary_metric"), 100) or next(iter(sorted(metrics)), "")
+    return {
+        "metric": metric,
+        "value": number(metrics.get(metric)),
+        "status": text(record.get("status"), 50),
+        "action": text(record.get("action"), 50),
+        "labels": number(record.get("labels")),
+        "reason": text(record.get("reason"), 500),
+        "at": text(record.get("at"), 50),
+    }
+
+
 def problems(
     decision: Mapping[str, Any] | None,
     drift: Mapping[str, Any] | None,
     retrain: Mapping[str, Any] | None,
     pending: int,
+    live: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """What needs a person's eye: a refused last decision, drift, a failed last retrain, a waiting approval."""
+    """What needs a person's eye: a refused decision, drift, a failed retrain, an approval, degradation."""
     found = []
+    if live and live.get("status") == "degraded":
+        found.append("degraded")
     if decision and decision.get("decision") == "refused":
         found.append("refused")
     if drift and drift.get("status") == "drift":

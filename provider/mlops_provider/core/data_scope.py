@@ -105,3 +105,17 @@ def check_training_data(
         except ValueError:
             continue
     raise DataScopeError(f"Param {PARAM!r}: {uri!r} is refused: {RULE} ({listed})")
+
+
+def within(uri: str, prefix: str, base_dir: str | os.PathLike[str] | None = None) -> bool:
+    """Whether ``uri`` lies inside the folder or bucket path ``prefix`` (compared as above); never raises."""
+    try:
+        return _within(canonical(uri, base_dir), canonical(prefix, base_dir))
+    except ValueError:
+        return False
+
+
+def template_folder(uri: str) -> str:
+    """The folder part of ``uri`` before its first Jinja expression (``a/b/{{ run_id }}.csv`` -> ``a/b``)."""
+    head = uri.split("{{", 1)[0].split("{%", 1)[0]
+    return head.rsplit("/", 1)[0] if "/" in head else head

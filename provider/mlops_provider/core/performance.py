@@ -132,6 +132,7 @@ def performance_record(
     identity: Mapping[str, str],
     logical_date: Any,
     checked_at: datetime,
+    primary_metric: str | None = None,
 ) -> CheckRecord:
     """The record of one performance check (see the module docstring); ``champion`` is the champion's
     entry of ``aliases`` (``{"version", "labels", "metrics"}``) or ``None`` without one."""
@@ -153,6 +154,7 @@ def performance_record(
     last_check = {
         "status": status,
         "action": action,
+        "primary_metric": primary_metric,
         "reason": tags[REASON_TAG],
         "labels": metrics.get("labels"),
         "metrics": {k.removeprefix(LIVE_PREFIX): v for k, v in metrics.items() if k.startswith(LIVE_PREFIX)},

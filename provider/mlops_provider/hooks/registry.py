@@ -35,6 +35,7 @@ from mlops_provider.core.gate import (
     request_tag,
     rollback_summary,
 )
+from mlops_provider.core.judgement import CHALLENGER
 from mlops_provider.exceptions import InvalidInputError, MLflowRequestError, MLflowUnavailableError
 from mlops_provider.hooks.mlflow import error_code, is_mlflow_error
 from mlops_provider.hooks.models import COMPLETE_TAG, MLflowModelHook
@@ -50,8 +51,7 @@ class ChampionChangedError(Exception):
 
     def __init__(self, expected: str | None, current: str | None) -> None:
         super().__init__(f"the champion changed meanwhile (expected version {expected}, found {current})")
-        self.expected = expected
-        self.current = current
+        self.expected, self.current = expected, current
 
 
 @dataclass(frozen=True)
@@ -294,8 +294,10 @@ class MLflowRegistryHook(MLflowModelHook):
         current = self.alias_version(name, alias)
         if current != move.origin:
             raise ChampionChangedError(move.origin, current)
+        if current == move.target:
+            return  # already there (a retry): nothing to move or record
         lock.ensure_held()
-        if move.origin is not None and alias != PREVIOUS_ALIAS:
+        if move.origin is not None and alias not in (PREVIOUS_ALIAS, CHALLENGER):  # champions only
             client.set_registered_model_alias(name, PREVIOUS_ALIAS, move.origin)
         client.set_registered_model_alias(name, alias, move.target)
         after = self.alias_version(name, alias)
@@ -338,9 +340,8 @@ class MLflowRegistryHook(MLflowModelHook):
         Move ``alias`` back to ``to_version`` (default: ``previous_champion``), recorded like a promotion;
         with ``expected``, only from that version (else :class:`ChampionChangedError`).
 
-        With a ``request_key`` (the task instance) the rollback happens once: the request
-        ``{from, to, state}`` is recorded on the registered model before the alias moves; a later try
-        with the same key finishes a half-done move to the recorded target, or does nothing once done.
+        With a ``request_key`` (the task instance) it happens once: ``{from, to, state}`` is recorded
+        before the move; a later try finishes a half-done move to the recorded target, or does nothing.
         """
         with self._locked(model_name, alias, who) as (client, lock):
             tag = request_tag(alias, request_key) if request_key else None

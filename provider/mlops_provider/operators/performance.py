@@ -40,6 +40,15 @@ if TYPE_CHECKING:
 DECIDED_BY = "live-performance"
 
 
+def champion_alias(live: Mapping[str, Any], alias: str, champion: str) -> str | None:
+    """The alias whose live rows are the champion version's: the served alias, or (right after a
+    rollback or promotion) the shadow alias the version was scored under; None without any."""
+    for name in (alias, *sorted(live)):
+        if name in live and live[name]["version"] == champion:
+            return name
+    return None
+
+
 class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
     """
     Join late labels to the predictions of the window, compute live metrics per alias, and act.
@@ -71,6 +80,8 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
     :param mode: ``direct`` | ``shadow`` (promotion.mode). (templated)
     :param shadow_min_labels: labelled rows a shadow challenger needs. (templated)
     :param alias: the served alias. (templated)
+    :param predictions_prefix: the folder or bucket path prediction files live in (the scoring output's
+        folder); a scored-batch record naming a file elsewhere is left out. ``None``: no check. (templated)
     :param base_dir: folder relative local paths resolve against. (templated)
     :param data_conn_id: Airflow connection for remote data URIs. (templated)
     :param mlflow_conn_id: MLflow connection. (templated)
@@ -94,6 +105,7 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
         "mode",
         "shadow_min_labels",
         "alias",
+        "predictions_prefix",
         "base_dir",
         "data_conn_id",
         "mlflow_conn_id",
@@ -120,6 +132,7 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
         mode: str = "direct",
         shadow_min_labels: int = 500,
         alias: str = "champion",
+        predictions_prefix: str | None = None,
         base_dir: str | None = None,
         data_conn_id: str | None = None,
         mlflow_conn_id: str = PerformanceHook.default_conn_name,
@@ -136,6 +149,7 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
         self.metrics, self.degrade, self.vs_champion = metrics, degrade, vs_champion
         self.window_days, self.min_labels, self.rollback = window_days, min_labels, rollback
         self.mode, self.shadow_min_labels, self.alias = mode, shadow_min_labels, alias
+        self.predictions_prefix = predictions_prefix
         self.base_dir, self.data_conn_id, self.mlflow_conn_id = base_dir, data_conn_id, mlflow_conn_id
         self._parsed_model_name = model_name
 
@@ -228,6 +242,13 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
             )
 
     def _read(self, data: DataHook, uri: str) -> pd.DataFrame | None:
+        from mlops_provider.core.data_scope import within
+
+        if self.predictions_prefix and not within(uri, self.predictions_prefix, self.base_dir):
+            self.log.warning(
+                "Left out %r: a scored-batch record may only name files in %s", uri, self.predictions_prefix
+            )
+            return None
         if not data.files(uri):
             self.log.warning("Prediction file %s is gone: its batch is left out", uri)
             return None
@@ -239,21 +260,28 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
         from mlops_provider.core.feedback import paired_metrics
         from mlops_provider.core.judgement import CHALLENGER, PREVIOUS, judge
 
-        entry = live.get(self.alias)
-        if entry is not None and entry["version"] != champion:
-            entry = None  # the champion changed: its own rows only
+        served = champion_alias(live, self.alias, champion)
+        entry = live[served] if served else None
         paired = {}
         for other in (PREVIOUS, CHALLENGER):
-            if other in live and entry is not None and joined is not None:
-                with airflow_errors():
-                    paired[other] = paired_metrics(
-                        joined,
-                        self.alias,
-                        other,
-                        task_type=self.task_type_name,
-                        metrics=settings["metrics"],
-                        id_column=self.id_column,
-                    )
+            if other not in live or served in (None, other) or joined is None:
+                continue
+            if self.hook.alias_version(self.model_name, other) != live[other]["version"]:
+                continue  # the alias moved since those rows were scored: they no longer speak for it
+            with airflow_errors():
+                found = paired_metrics(
+                    joined,
+                    served,
+                    other,
+                    task_type=self.task_type_name,
+                    metrics=settings["metrics"],
+                    id_column=self.id_column,
+                )
+            found[self.alias], found["versions"][self.alias] = (
+                found.pop(served),
+                found["versions"].pop(served),
+            )
+            paired[other] = found
         holdout = self.hook.holdout_metrics(self.model_name, champion)
         return judge(
             alias=self.alias,
@@ -273,14 +301,15 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
         span: tuple[datetime, datetime],
         batches: int,
     ) -> dict[str, Any]:
-        entry = live.get(self.alias) or {}
+        served = champion_alias(live, self.alias, champion)
+        entry = live[served] if served else {}
         return {
             "model_name": self.model_name,
             "status": judgement.status,
             "action": judgement.action,
             "reason": judgement.reason,
             "champion_version": champion,
-            "labels": int(entry.get("labels") or 0) if entry.get("version") == champion else 0,
+            "labels": int(entry.get("labels") or 0),
             "live": entry.get("metrics") or {},
             "aliases": {k: {x: v[x] for x in ("version", "labels", "metrics")} for k, v in live.items()},
             "label_issues": issues.as_dict(),
@@ -331,17 +360,18 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
     ) -> str:
         from mlops_provider.core.performance import performance_record
 
-        entry = live.get(self.alias)
+        served = champion_alias(live, self.alias, summary["champion_version"])
         record = performance_record(
             model=self.model_name,
             status=judgement.status,
             action=summary["action"],
             reason=summary["reason"],
-            champion=entry if entry and entry["version"] == summary["champion_version"] else None,
+            champion=live[served] if served else None,
             aliases=live,
             labels=issues.as_dict(),
             identity=lineage.task_identity(context),
             logical_date=lineage.logical_date(context),
             checked_at=datetime.now(UTC),
+            primary_metric=self.primary_metric,
         )
         return self.hook.monitoring.record_check(record)

@@ -159,6 +159,7 @@ def model_summary(
     last_retrain = next(iter(runs.get(retrain) or []), None) if retrain else None
     decision = shape.last_decision(tags.get(shape.LAST_DECISION_TAG))
     drift = shape.last_check(tags.get(shape.LAST_CHECK_TAG.format(check="drift")), report_link)
+    live = shape.live_check(tags.get(shape.LAST_CHECK_TAG.format(check="performance")))
     return {
         "name": name,
         "retrain_dag_id": retrain,
@@ -168,9 +169,9 @@ def model_summary(
         "last_retrain": last_retrain,
         "last_decision": decision,
         "last_drift": drift,
-        "live_metric": None,  # Step 10 (the performance monitor)
+        "live_metric": live,
         "pending_approvals": pending,
-        "problems": shape.problems(decision, drift, last_retrain, pending),
+        "problems": shape.problems(decision, drift, last_retrain, pending, live),
         "links": page_links(name, retrain),
     }
 
@@ -304,6 +305,7 @@ def build_mlflow_part(state: ModelState) -> dict[str, Any]:
         "last_drift": shape.last_check(
             info.tags.get(shape.LAST_CHECK_TAG.format(check="drift")), report_link
         ),
+        "live_metric": shape.live_check(info.tags.get(shape.LAST_CHECK_TAG.format(check="performance"))),
     }
 
 

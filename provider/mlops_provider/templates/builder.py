@@ -276,7 +276,13 @@ class _Builder:
 
     def performance(self) -> DAG | None:
         path, base = str(self.item.path), str(self.item.base_dir)
-        return performance_dag(self.config, path, base, self.path, self.shared_args("performance"))
+        args = self.shared_args("performance")
+        return performance_dag(self.config, path, base, self.path, self.scoring_output(), args)
+
+    def scoring_output(self) -> str:
+        """Where batch scoring writes (relative paths resolve against MLOPS_HOME)."""
+        output = self.config.scoring.output.replace("{{ model_name }}", self.name)
+        return output if os.path.isabs(output) or "://" in output else str(mlops_home() / output)
 
     # -- <name>_batch_score --------------------------------------------------------------------
     def batch_score(self) -> DAG | None:
@@ -285,9 +291,7 @@ class _Builder:
         c = self.config
         if c.data.current is None:
             return None
-        output = c.scoring.output.replace("{{ model_name }}", self.name)
-        if not os.path.isabs(output) and "://" not in output:
-            output = str(mlops_home() / output)
+        output = self.scoring_output()
         with DAG(
             dag_id=f"{self.name}_batch_score",
             description=f"Score {self.name}'s incoming batch with the {c.promotion.alias} model",

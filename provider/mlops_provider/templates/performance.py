@@ -13,6 +13,7 @@ from typing import Any
 
 from airflow.sdk import DAG
 
+from mlops_provider.core.data_scope import template_folder
 from mlops_provider.templates import dag_args
 from mlops_provider.templates.schema import ModelConfig
 
@@ -53,9 +54,10 @@ def _metrics(config: ModelConfig) -> list[str]:
 
 
 def performance_dag(
-    config: ModelConfig, path: str, base_dir: str, resolve: Any, args: dict[str, Any]
+    config: ModelConfig, path: str, base_dir: str, resolve: Any, output: str, args: dict[str, Any]
 ) -> DAG | None:
-    """The model's performance monitor (``resolve``: a config path to a URI; ``args``: shared DAG args)."""
+    """The model's performance monitor (``resolve``: a config path to a URI; ``output``: the scoring
+    output URI template; ``args``: shared DAG args)."""
     from mlops_provider.operators.performance import PerformanceMonitorOperator
 
     feedback = config.feedback
@@ -88,6 +90,7 @@ def performance_dag(
             mode=config.promotion.mode,
             shadow_min_labels=config.promotion.shadow_min_labels,
             alias=config.promotion.alias,
+            predictions_prefix=template_folder(output),
             base_dir=base_dir,
             data_conn_id=config.data.conn_id,
             mlflow_conn_id=config.mlflow_conn_id,

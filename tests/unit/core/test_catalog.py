@@ -231,3 +231,30 @@ def test_primary_metric() -> None:
     assert c.primary_metric({}, [gated, regression]) == "f1_macro"
     assert c.primary_metric({}, [regression]) == "rmse"
     assert c.primary_metric({}, []) == "f1_macro"
+
+
+def test_live_check_shapes_the_last_performance_check_and_flags_degradation() -> None:
+    raw = json.dumps(
+        {
+            "status": "degraded",
+            "action": "performance_event",
+            "primary_metric": "f1_macro",
+            "labels": 250.0,
+            "metrics": {"accuracy": 0.7, "f1_macro": 0.41},
+            "reason": "<b>dropped</b>",
+            "at": "2026-12-01T00:00:00Z",
+        }
+    )
+    live = c.live_check(raw)
+    assert live is not None
+    assert (live["metric"], live["value"], live["status"], live["labels"]) == (
+        "f1_macro",
+        0.41,
+        "degraded",
+        250.0,
+    )
+    assert live["reason"] == "<b>dropped</b>"  # text: the page renders it as text
+    assert c.problems(None, None, None, 0, live) == ["degraded"]
+    assert c.problems(None, None, None, 0, {**live, "status": "ok"}) == []
+    assert c.live_check("not json") is None
+    assert c.live_check(json.dumps({"metrics": "x", "primary_metric": ["a"]}))["value"] is None

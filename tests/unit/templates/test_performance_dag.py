@@ -49,6 +49,9 @@ def test_five_dags_and_the_monitor_task(configs: Path) -> None:
     assert (task.window_days, task.min_labels, task.rollback, task.mode) == (14, 50, "auto", "shadow")
     assert task.degrade == {"f1_macro": {"max_drop": 0.05}}
     assert [o.uri for o in task.outlets] == ["x-mlops://performance/seattle_weather"]
+    score = dags["seattle_weather_batch_score"].get_task("score_batch")
+    assert score.output_uri.startswith(task.predictions_prefix + "/")  # the monitor reads only there
+    assert task.predictions_prefix.endswith("/.mlops/predictions/seattle_weather")
     assert "performance" in monitor.tags
 
 

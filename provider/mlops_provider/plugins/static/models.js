@@ -15,6 +15,7 @@
     drift: "drift",
     failed_run: "retrain failed",
     pending_approval: "approval pending",
+    degraded: "live performance degraded",
   };
 
   // ---------- DOM helpers (text only) ----------
