@@ -8,6 +8,7 @@ Airflow re-parses the DAG file in every task process: there, only the DAG being 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from itertools import pairwise
@@ -277,8 +278,9 @@ class _Builder:
     def performance(self) -> DAG | None:
         path, base = str(self.item.path), str(self.item.base_dir)
         args = self.shared_args("performance")
-        return performance_dag(self.config, path, base, self.path, self.scoring_output(), args)
+        return performance_dag(self.config, path, base, self.path, self.scoring_output, args)
 
+    @functools.cached_property
     def scoring_output(self) -> str:
         """Where batch scoring writes (relative paths resolve against MLOPS_HOME)."""
         output = self.config.scoring.output.replace("{{ model_name }}", self.name)
@@ -291,7 +293,7 @@ class _Builder:
         c = self.config
         if c.data.current is None:
             return None
-        output = self.scoring_output()
+        output = self.scoring_output
         with DAG(
             dag_id=f"{self.name}_batch_score",
             description=f"Score {self.name}'s incoming batch with the {c.promotion.alias} model",
