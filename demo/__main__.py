@@ -4,8 +4,12 @@
 2. A summer batch arrives: the drift monitor flags it and emits the model's drift Asset event.
 3. The scheduler starts the retrain DAG because of that event (summer labels have landed meanwhile);
    the gate compares the challenger with the champion on the same holdout and says why it decides.
-4. Batch scoring uses the champion.
+4. Batch scoring uses the champion (the previous champion scores the batch in shadow).
 5. A corrupted export lands: validation refuses it; the champion stays unchanged.
+6. A year on, summer 2015 arrives month by month without its labels; the champion scores each batch.
+7. June's labels come back first: too few for the performance monitor to judge.
+8. The rest land: the monitor compares the live metric with the champion's holdout value and acts
+   (a degraded champion's performance event starts the retrain DAG).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 from demo.airflow_local import ROOT, embedded_env
 
 MODEL = "seattle_weather"
+PERFORMANCE = f"{MODEL}_performance_monitor"
 DATA = ROOT / "dags" / "configs" / "seattle_weather" / "data"
 
 
@@ -43,6 +48,7 @@ def show_run(dag_id: str, run_id: str, state: str) -> None:
         "promote_model",
         "check_drift",
         "score_batch",
+        "check_performance",
     ]
     listed = [f"{t}={tasks[t]}" for t in order if t in tasks]
     say(f"   {dag_id} run {run_id}: {state.upper()}  [{', '.join(listed)}]")
@@ -117,8 +123,8 @@ def loop() -> int:
     af.airflow_cli("db", "migrate")
     retrain, drift, score = f"{MODEL}_retrain", f"{MODEL}_drift_monitor", f"{MODEL}_batch_score"
     with af.running("scheduler", "dag-processor"):
-        af.wait_for_dags([retrain, drift, score])
-        for dag_id in (retrain, drift, score):
+        af.wait_for_dags([retrain, drift, score, PERFORMANCE])
+        for dag_id in (retrain, drift, score, PERFORMANCE):
             af.set_paused(dag_id, False)
 
         step(1, "First training: validate -> train -> evaluate -> register -> promote")
@@ -153,14 +159,7 @@ def loop() -> int:
         step(3, "Summer labels land; the drift Asset event has started the retrain DAG")
         rows = data.land_summer_labels(DATA)
         say(f"   {rows} labelled warm-season rows added to the training data")
-        run_id = af.wait_new_run(retrain, known)
-        state = af.wait_run(retrain, run_id)
-        show_run(retrain, run_id, state)
-        trigger = (af.xcom(retrain, run_id, "train_model") or {}).get("trigger") or {}
-        say(
-            f"   started by: {trigger.get('cause')} {[e.get('asset') for e in trigger.get('drift_events', [])]}"
-        )
-        describe_gate(af.xcom(retrain, run_id, "promote_model"))
+        show_retrain(retrain, known)
         say(f"   champion now: v{champion()}")
 
         step(4, "Batch scoring with the champion")
@@ -169,7 +168,7 @@ def loop() -> int:
         show_run(score, score_run, state)
         scored = af.xcom(score, score_run, "score_batch") or {}
         say(
-            f"   scored {scored.get('rows')} rows with v{scored.get('version')} -> {scored.get('output_uri')}"
+            f"   scored {scored.get('rows')} rows with v{scored.get('version')} (in shadow: {shadows(scored)}) -> {scored.get('output_uri')}"
         )
 
         step(5, "A corrupted export lands in the training data")
@@ -185,6 +184,8 @@ def loop() -> int:
             )
         say(f"   champion unchanged: v{held} -> v{champion()}")
         data.remove_corrupted_batch(DATA)
+        if close_the_loop() != 0:
+            return 1
 
     say(f"\nDone in {time.monotonic() - started:.0f}s. Where to look:")
     say(
@@ -193,6 +194,112 @@ def loop() -> int:
     say(f"   reports   -> {ROOT / '.mlops' / 'reports'}")
     say(f"   task logs -> {Path(os.environ['AIRFLOW_HOME']) / 'logs'}")
     return 0
+
+
+def day(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def shadows(scored: dict) -> str:
+    return ", ".join(f"@{alias} v{v}" for alias, v in (scored.get("shadow") or {}).items()) or "none"
+
+
+def close_the_loop() -> int:
+    """Steps 6-8: scored batches, labels arriving late, and what the performance monitor concludes."""
+    from demo import airflow_local as af
+    from demo import data
+
+    score, retrain = f"{MODEL}_batch_score", f"{MODEL}_retrain"
+    step(6, "A year on: summer 2015 arrives month by month, without its labels; the champion scores it")
+    sizes = data.write_2015_batches(DATA)
+    say(f"   batches {', '.join(f'{d} ({n} rows)' for d, n in sizes.items())}: weather left blank")
+    runs = {d: af.trigger(score, logical_date=day(d)) for d in sizes}  # queued: one at a time
+    for run_id in runs.values():
+        state = af.wait_run(score, run_id)
+        show_run(score, run_id, state)
+        scored = af.xcom(score, run_id, "score_batch") or {}
+        say(
+            f"   scored {scored.get('rows')} rows with v{scored.get('version')} (in shadow: {shadows(scored)})"
+        )
+        if state != "success":
+            return fail(score, run_id)
+
+    step(7, "Labels arrive late: June's come back first; the performance monitor checks what it has")
+    say(f"   {data.land_2015_labels(DATA, (6,))} labels of June landed under {DATA / 'labels'}")
+    if monitor("2015-09-01") is None:
+        return 1
+
+    step(8, "July's and August's labels land: the monitor judges the champion on them")
+    rows = data.land_2015_labels(DATA, (7, 8))
+    added = data.land_2015_training_rows(DATA)
+    say(f"   {rows} more labels landed; the {added} labelled summer-2015 rows join the training data too")
+    known = {r["run_id"] for r in af.runs(retrain)}
+    summary = monitor("2015-09-15")
+    if summary is None:
+        return 1
+    if summary.get("event"):
+        show_retrain(retrain, known)
+    say(f"   champion now: v{champion()}")
+    return 0
+
+
+def show_retrain(retrain: str, known: set) -> None:
+    """The retrain run an Asset event started: its tasks, why it started, the gate's decision."""
+    from demo import airflow_local as af
+
+    run_id = af.wait_new_run(retrain, known)
+    state = af.wait_run(retrain, run_id)
+    show_run(retrain, run_id, state)
+    trigger = (af.xcom(retrain, run_id, "train_model") or {}).get("trigger") or {}
+    say(f"   started by: {trigger.get('cause')} {[e.get('asset') for e in trigger.get('drift_events', [])]}")
+    describe_gate(af.xcom(retrain, run_id, "promote_model"))
+
+
+def monitor(logical_day: str) -> dict | None:
+    """One performance monitor run as of ``logical_day``; its summary (``None`` when the run failed)."""
+    from demo import airflow_local as af
+
+    run_id = af.trigger(PERFORMANCE, logical_date=day(logical_day))
+    state = af.wait_run(PERFORMANCE, run_id)
+    show_run(PERFORMANCE, run_id, state)
+    if state != "success":
+        fail(PERFORMANCE, run_id)
+        return None
+    summary = af.xcom(PERFORMANCE, run_id, "check_performance") or {}
+    describe_performance(summary)
+    return summary
+
+
+def describe_performance(summary: dict) -> None:
+    """Status, labels counted, live metric vs holdout, the shadow previous champion, label notes, action."""
+    from mlops_provider.hooks.performance import PerformanceHook
+
+    version, window = summary.get("champion_version"), summary.get("window") or {}
+    say(
+        f"   status: {summary.get('status')}; {summary.get('labels')} labelled rows of @champion v{version} "
+        f"(window {str(window.get('start'))[:10]} .. {str(window.get('end'))[:10]}: {window.get('batches')} batches)"
+    )
+    holdout = PerformanceHook().holdout_metrics(MODEL, str(version)) if version else {}
+    for metric, value in (summary.get("live") or {}).items():
+        say(f"   live {metric} {number(value)} vs holdout {number(holdout.get(metric))}")
+    for gate in summary.get("degrade") or []:
+        mark = "pass" if gate.get("passed") else "FAIL"
+        say(
+            f"     [{mark}] degrade {gate.get('metric')}: drop {number(gate.get('value'))} vs max_drop {gate.get('threshold')}"
+        )
+    previous = (summary.get("aliases") or {}).get("previous_champion")
+    if previous:
+        scores = ", ".join(f"{m} {number(v)}" for m, v in (previous.get("metrics") or {}).items())
+        say(
+            f"   @previous_champion v{previous.get('version')} in shadow, {previous.get('labels')} labelled rows: {scores}"
+        )
+    for note in summary.get("label_notes") or []:
+        say(f"   labels: {note}")
+    say(f"   action: {summary.get('action')} ({summary.get('reason')})")
+
+
+def number(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def fail(dag_id: str, run_id: str) -> int:

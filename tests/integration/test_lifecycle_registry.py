@@ -156,6 +156,8 @@ def test_champion_challenger_lifecycle(data: Path, tmp_path: Path):
         "rows": 569,
         "output_uri": str(out),
         "unseen_share": {},  # no categorical feature: nothing unseen
+        "shadow": {},  # no shadow aliases asked for
+        "shadow_output_uri": None,
     }
     assert set(predictions["model_version"]) == {v3}
     assert list(predictions["row"]) == list(range(569))

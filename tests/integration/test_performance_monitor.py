@@ -15,7 +15,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowSkipException
 from support import cancer_csv, context, train
 
-from mlops_provider.core.catalog import live_check
+from mlops_provider.core.catalog_rows import live_check
 from mlops_provider.hooks.registry import MLflowRegistryHook
 from mlops_provider.operators.performance import PerformanceMonitorOperator
 from mlops_provider.operators.scoring import BatchScoreOperator
@@ -147,6 +147,9 @@ def test_a_bad_champion_is_rolled_back_once_labels_show_it(loop: SimpleNamespace
         300,
     )
     assert version.tags["mlops.rollback.by"] == "live-performance"
+    judged = MLflowRegistryHook().model_version("live", "2").tags  # the reason on the version it judged
+    assert (judged["mlops.live.action"], judged["mlops.live.labels"]) == ("rollback", "300")
+    assert judged["mlops.live.reason"] == summary["reason"]
     again, _ = monitor(loop, DAY + timedelta(days=1))  # the same run again: no flip back to version 2
     # version 1's live numbers now come from its shadow rows; @previous_champion (2) has none of its own
     assert (again["action"], again["status"], again["labels"]) == ("none", "ok", 300)

@@ -17,7 +17,6 @@ from typing import Any
 
 from mlops_provider.core import lineage
 from mlops_provider.core.gate import DECISION_PREFIX, HISTORY_TAG
-from mlops_provider.core.lineage import DRIFT_ASSET_PREFIX, PERFORMANCE_ASSET_PREFIX
 from mlops_provider.core.metrics import DEFAULT_PRIMARY, higher_is_better, is_finite_number
 
 ReportUrl = Callable[[str], "str | None"]
@@ -270,8 +269,22 @@ def version_entry(
         "decided_by": text(tags.get(f"{DECISION_PREFIX}decided_by"), 500),
         "decided_at": text(tags.get(f"{DECISION_PREFIX}decided_at"), 50),
         "rollback": {k: text(v, 1000) for k, v in rollback.items()} if rollback["at"] else None,
+        "live": live_of(tags),
         "aliases": list(aliases),
         "links": {k: safe_link(v) for k, v in links.items()},
+    }
+
+
+def live_of(tags: Mapping[str, str]) -> dict[str, Any] | None:
+    """The version's last live check (``mlops.live.*``, set while it is the champion), shaped."""
+    if not tags.get("mlops.live.status"):
+        return None
+    labels = number(tags.get("mlops.live.labels"))
+    return {
+        "status": text(tags.get("mlops.live.status"), 50),
+        "reason": text(tags.get("mlops.live.reason"), 1000),
+        "labels": int(labels) if labels is not None else None,
+        "at": text(tags.get("mlops.live.at"), 50),
     }
 
 
@@ -340,61 +353,3 @@ def series(runs: Iterable[RunRecord], report_url: ReportUrl) -> dict[str, list[d
         performance_point(r, report_url) for r in ordered if r.tags.get(CHECK_TAG) == "performance"
     ]
     return {"drift": drift[-SERIES_MAX_POINTS:], "performance": performance[-SERIES_MAX_POINTS:]}
-
-
-# -- the Airflow side ----------------------------------------------------------------------------------
-def retrain_cause(run_type: Any, conf: Any, asset_uris: Iterable[str]) -> str:
-    """Why a retrain DAG run started, in :func:`mlops_provider.core.lineage.trigger_summary`'s words, plus
-    ``performance`` (a performance Asset event, or a run whose conf says ``cause: performance``)."""
-    uris = [u for u in asset_uris if isinstance(u, str)]
-    requested = conf.get("cause") if isinstance(conf, Mapping) else None
-    if any(u.startswith(PERFORMANCE_ASSET_PREFIX) for u in uris) or requested == "performance":
-        return "performance"  # labels showed the champion is wrong: first, as in lineage.trigger_summary
-    if any(u.startswith(DRIFT_ASSET_PREFIX) for u in uris):
-        return "drift"
-    kind = str(run_type or "")
-    if "scheduled" in kind:
-        return "schedule"
-    if "asset" in kind or uris:
-        return "asset"
-    return "manual"
-
-
-def live_check(raw: Any) -> dict[str, Any] | None:
-    """``mlops.last_check.performance``, shaped: the champion's live primary metric and the check's verdict."""
-    record = parse_json(raw, dict)
-    if record is None:
-        return None
-    metrics = record.get("metrics") if isinstance(record.get("metrics"), dict) else {}
-    metric = text(record.get("primary_metric"), 100) or next(iter(sorted(metrics)), "")
-    return {
-        "metric": metric,
-        "value": number(metrics.get(metric)),
-        "status": text(record.get("status"), 50),
-        "action": text(record.get("action"), 50),
-        "labels": number(record.get("labels")),
-        "reason": text(record.get("reason"), 500),
-        "at": text(record.get("at"), 50),
-    }
-
-
-def problems(
-    decision: Mapping[str, Any] | None,
-    drift: Mapping[str, Any] | None,
-    retrain: Mapping[str, Any] | None,
-    pending: int,
-    live: Mapping[str, Any] | None = None,
-) -> list[str]:
-    """What needs a person's eye: a refused decision, drift, a failed retrain, an approval, degradation."""
-    found = []
-    if live and live.get("status") == "degraded":
-        found.append("degraded")
-    if decision and decision.get("decision") == "refused":
-        found.append("refused")
-    if drift and drift.get("status") == "drift":
-        found.append("drift")
-    if retrain and retrain.get("state") == "failed":
-        found.append("failed_run")
-    if pending:
-        found.append("pending_approval")
-    return found

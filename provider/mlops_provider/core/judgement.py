@@ -40,9 +40,13 @@ class Judgement:
     event: bool = False  # emit the performance Asset event (the champion degraded and stays)
 
 
-def _rules(vs_champion: Mapping[str, Any], primary: str) -> dict[str, Any]:
-    """The vs_champion rules; without any, the primary metric must not be worse."""
-    return dict(vs_champion) if vs_champion else {primary: {"min_delta": 0.0}}
+def _rules(vs_champion: Mapping[str, Any], primary: str, tolerate: bool = True) -> dict[str, Any]:
+    """The vs_champion rules; without any, the primary metric must not be worse. Without ``tolerate``
+    a negative ``min_delta`` counts as 0: undoing a promotion needs evidence, not tolerance."""
+    rules = dict(vs_champion) if vs_champion else {primary: {"min_delta": 0.0}}
+    if tolerate:
+        return rules
+    return {m: {"min_delta": max(0.0, float(spec["min_delta"]))} for m, spec in rules.items()}
 
 
 def _strictly_better(new: Mapping[str, Any], old: Mapping[str, Any], metric: str) -> bool:
@@ -53,9 +57,15 @@ def _strictly_better(new: Mapping[str, Any], old: Mapping[str, Any], metric: str
 
 
 def _compare(
-    paired: Mapping[str, Any], other: str, alias: str, vs_champion: Mapping[str, Any], primary: str
+    paired: Mapping[str, Any],
+    other: str,
+    alias: str,
+    vs_champion: Mapping[str, Any],
+    primary: str,
+    tolerate: bool = True,
 ) -> list[GateResult]:
-    return compare_to_champion(paired.get(other) or {}, paired.get(alias) or {}, _rules(vs_champion, primary))
+    rules = _rules(vs_champion, primary, tolerate)
+    return compare_to_champion(paired.get(other) or {}, paired.get(alias) or {}, rules)
 
 
 def judge(
@@ -73,8 +83,8 @@ def judge(
     ``challenger`` (``None`` when not scored); ``settings``: ``min_labels``, ``shadow_min_labels``,
     ``degrade``, ``vs_champion``, ``primary_metric``, ``rollback`` (auto|off), ``mode`` (direct|shadow).
 
-    A rollback (previous champion better on the same labelled rows, by the vs_champion rules and
-    strictly on the primary metric) comes first, then a shadow challenger's promotion or refusal; a
+    A rollback (previous champion better on the same labelled rows, by the vs_champion rules with no
+    tolerance for a loss, and strictly on the primary metric) comes first, then a shadow challenger's promotion or refusal; a
     degraded champion that stays (no rollback, no promotion) gets a performance event. Fewer labels
     than the minimum never move an alias and never raise an event.
     """
@@ -94,9 +104,8 @@ def judge(
         and paired_previous
         and paired_previous.get("rows", 0) >= int(settings["min_labels"])
     ):
-        gates = _compare(
-            paired_previous, PREVIOUS, alias, settings["vs_champion"], settings["primary_metric"]
-        )
+        rules, primary = settings["vs_champion"], settings["primary_metric"]
+        gates = _compare(paired_previous, PREVIOUS, alias, rules, primary, tolerate=False)
         better = _strictly_better(
             paired_previous.get(PREVIOUS) or {}, paired_previous.get(alias) or {}, settings["primary_metric"]
         )

@@ -173,3 +173,14 @@ def performance_record(
         metrics=metrics,
         last_check=last_check,
     )
+
+
+def live_version_tags(summary: Mapping[str, Any], at: datetime) -> dict[str, str]:
+    """``mlops.live.*`` for the champion version a check judged: its status, reason, labels and when."""
+    return {
+        "mlops.live.status": clip(summary.get("status"), 50),
+        "mlops.live.action": clip(summary.get("action"), 50),
+        "mlops.live.reason": clip(summary.get("reason"), 4000),
+        "mlops.live.labels": str(int(summary.get("labels") or 0)),
+        "mlops.live.at": iso_utc(at) or "",
+    }

@@ -155,6 +155,7 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_provider.core.feedback import live_metrics, window
+        from mlops_provider.core.performance import live_version_tags
 
         asset = performance_asset(self._parsed_model_name)
         self.outlets = [o for o in self.outlets if o != asset]  # put back only when degraded
@@ -177,6 +178,8 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
         summary = self._summary(judgement, live, issues, champion, (start, end), len(batches))
         self._act(context, judgement, summary)
         summary["monitoring_run_id"] = self._record(context, judgement, summary, live, issues)
+        tags = live_version_tags(summary, datetime.now(UTC))  # the reason on the version it judged
+        self.hook.set_version_tags(name, champion, tags)
         summary["event"] = judgement.event and summary["action"] != "none"  # not when the move was cancelled
         if summary["event"]:
             self.outlets = [*self.outlets, asset]

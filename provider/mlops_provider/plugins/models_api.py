@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from mlops_provider.core import catalog as shape
+from mlops_provider.core import catalog_rows as rows
 from mlops_provider.core.metrics import higher_is_better
 from mlops_provider.plugins import models_data as data
 from mlops_provider.plugins.app import URL_PREFIX
@@ -159,7 +160,7 @@ def model_summary(
     last_retrain = next(iter(runs.get(retrain) or []), None) if retrain else None
     decision = shape.last_decision(tags.get(shape.LAST_DECISION_TAG))
     drift = shape.last_check(tags.get(shape.LAST_CHECK_TAG.format(check="drift")), report_link)
-    live = shape.live_check(tags.get(shape.LAST_CHECK_TAG.format(check="performance")))
+    live = rows.live_check(tags.get(shape.LAST_CHECK_TAG.format(check="performance")))
     return {
         "name": name,
         "retrain_dag_id": retrain,
@@ -171,7 +172,7 @@ def model_summary(
         "last_drift": drift,
         "live_metric": live,
         "pending_approvals": pending,
-        "problems": shape.problems(decision, drift, last_retrain, pending, live),
+        "problems": rows.problems(decision, drift, last_retrain, pending, live),
         "links": page_links(name, retrain),
     }
 
@@ -305,7 +306,7 @@ def build_mlflow_part(state: ModelState) -> dict[str, Any]:
         "last_drift": shape.last_check(
             info.tags.get(shape.LAST_CHECK_TAG.format(check="drift")), report_link
         ),
-        "live_metric": shape.live_check(info.tags.get(shape.LAST_CHECK_TAG.format(check="performance"))),
+        "live_metric": rows.live_check(info.tags.get(shape.LAST_CHECK_TAG.format(check="performance"))),
     }
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from mlops_provider.core.catalog import retrain_cause
+from mlops_provider.core.catalog_rows import retrain_cause
 
 MODEL_TAG_PREFIX = "model:"
 MLOPS_TAG = "mlops"

@@ -31,7 +31,7 @@ import yaml
 from mlops_provider.templates.safe_yaml import MAX_ALIASES, MAX_CONFIG_BYTES, MAX_DEPTH, MAX_VALUES, load_yaml
 
 CACHE_ENV = "MLOPS_CONFIG_CACHE"
-FORMAT = "mlops-config-cache/1"
+FORMAT = "mlops-config-cache/2"  # 2: duplicate keys refused
 MAX_ENTRY_BYTES = 4 * MAX_CONFIG_BYTES
 _MISS = object()
 

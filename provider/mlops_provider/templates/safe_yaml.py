@@ -1,4 +1,4 @@
-"""Read a model config's YAML with bounds: file size, alias expansion, nesting depth.
+"""Read a model config's YAML with bounds: file size, alias expansion, nesting depth; no duplicate keys.
 
 A few hundred bytes of nested aliases (``&a [x, x]``, ``&b [*a, *a]``, ...) expand to millions of values.
 PyYAML builds them as shared objects in microseconds; it is whatever walks the result afterwards (the
@@ -55,6 +55,8 @@ def check_expansion(root: yaml.Node) -> int:
         if depth > MAX_DEPTH:
             raise ConfigTooLargeError(f"nesting deeper than {MAX_DEPTH} levels")
         sizes[id(node)] = -1
+        if isinstance(node, yaml.MappingNode):
+            check_unique_keys(node)
         total = 1
         for child in _children(node):
             total += size(child, depth + 1)
@@ -66,6 +68,22 @@ def check_expansion(root: yaml.Node) -> int:
         return total
 
     return size(root, 0)
+
+
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def check_unique_keys(node: yaml.MappingNode) -> None:
+    """A key given twice in one mapping is an error (YAML says so; PyYAML keeps the last silently)."""
+    seen: dict[tuple[str, str], int] = {}
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == MERGE_TAG:
+            continue
+        first = seen.setdefault((key.tag, key.value), key.start_mark.line + 1)
+        if first != key.start_mark.line + 1:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key.value!r} (first at line {first})", key.start_mark
+            )
 
 
 class BoundedSafeLoader(_Base):  # type: ignore[misc]

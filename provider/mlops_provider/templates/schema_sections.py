@@ -306,8 +306,8 @@ class FeedbackSection(Section):
     rollback: Literal["auto", "off"] = Field(
         "off",
         description="auto: when @previous_champion, scored in shadow, beats the champion on the same labelled "
-        "rows (vs_champion rules, strictly on the primary metric), the monitor moves the champion back to "
-        "it; off (default): never, a person opts in.",
+        "rows (vs_champion rules with no tolerance for a loss, strictly on the primary metric), the monitor "
+        "moves the champion back to it; off (default): never, a person opts in.",
     )
 
     @field_validator("schedule")

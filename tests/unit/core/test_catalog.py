@@ -7,6 +7,7 @@ import json
 import pytest
 
 from mlops_provider.core import catalog as c
+from mlops_provider.core import catalog_rows as rows
 from mlops_provider.core.catalog import RunRecord, VersionRecord
 
 
@@ -187,19 +188,19 @@ def test_series_oldest_first_split_by_check_and_bounded(monkeypatch: pytest.Monk
     ],
 )
 def test_retrain_cause(run_type: str, conf: object, uris: list[str], cause: str) -> None:
-    assert c.retrain_cause(run_type, conf, uris) == cause
+    assert rows.retrain_cause(run_type, conf, uris) == cause
     assert cause in c.CAUSES
 
 
 def test_problems() -> None:
-    assert c.problems(None, None, None, 0) == []
-    assert c.problems({"decision": "refused"}, {"status": "drift"}, {"state": "failed"}, 2) == [
+    assert rows.problems(None, None, None, 0) == []
+    assert rows.problems({"decision": "refused"}, {"status": "drift"}, {"state": "failed"}, 2) == [
         "refused",
         "drift",
         "failed_run",
         "pending_approval",
     ]
-    assert c.problems({"decision": "promoted"}, {"status": "no_drift"}, {"state": "success"}, 0) == []
+    assert rows.problems({"decision": "promoted"}, {"status": "no_drift"}, {"state": "success"}, 0) == []
 
 
 @pytest.mark.parametrize(
@@ -245,7 +246,7 @@ def test_live_check_shapes_the_last_performance_check_and_flags_degradation() ->
             "at": "2026-12-01T00:00:00Z",
         }
     )
-    live = c.live_check(raw)
+    live = rows.live_check(raw)
     assert live is not None
     assert (live["metric"], live["value"], live["status"], live["labels"]) == (
         "f1_macro",
@@ -254,7 +255,7 @@ def test_live_check_shapes_the_last_performance_check_and_flags_degradation() ->
         250.0,
     )
     assert live["reason"] == "<b>dropped</b>"  # text: the page renders it as text
-    assert c.problems(None, None, None, 0, live) == ["degraded"]
-    assert c.problems(None, None, None, 0, {**live, "status": "ok"}) == []
-    assert c.live_check("not json") is None
-    assert c.live_check(json.dumps({"metrics": "x", "primary_metric": ["a"]}))["value"] is None
+    assert rows.problems(None, None, None, 0, live) == ["degraded"]
+    assert rows.problems(None, None, None, 0, {**live, "status": "ok"}) == []
+    assert rows.live_check("not json") is None
+    assert rows.live_check(json.dumps({"metrics": "x", "primary_metric": ["a"]}))["value"] is None

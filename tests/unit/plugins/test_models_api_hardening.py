@@ -21,7 +21,12 @@ def dag_rows(airflow_db: Path):
     made: list[str] = []
 
     def add(dag_id: str, *tags: str) -> None:
+        from airflow.models.dagbundle import DagBundleModel
+
         with create_session() as session:
+            if session.get(DagBundleModel, "dags-folder") is None:  # a fresh DB has no bundle yet
+                session.add(DagBundleModel(name="dags-folder"))
+                session.flush()
             session.add(DagModel(dag_id=dag_id, is_stale=False, bundle_name="dags-folder"))
             session.flush()
             for tag in tags:

@@ -7,30 +7,38 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mlops_provider.templates.builder import build_dags
 
 ROOT = Path(__file__).resolve().parents[3]
-FEEDBACK = """
-scoring:
-  id_column: date
-feedback:
-  labels: seattle_weather/data/labels/*.csv
-  window_days: 14
-  min_labels: 50
-  degrade: {f1_macro: {max_drop: 0.05}}
-  rollback: auto
-"""
+FEEDBACK = {
+    "labels": "seattle_weather/data/labels/*.csv",
+    "window_days": 14,
+    "min_labels": 50,
+    "degrade": {"f1_macro": {"max_drop": 0.05}},
+    "rollback": "auto",
+}
+
+
+def write_config(folder: Path, change) -> Path:
+    """A copy of dags/configs with the seattle config changed by ``change(config_dict)``."""
+    shutil.copytree(ROOT / "dags" / "configs", folder)
+    path = folder / "seattle_weather.yaml"
+    config = yaml.safe_load(path.read_text())
+    change(config)
+    path.write_text(yaml.safe_dump(config))
+    return folder
 
 
 @pytest.fixture
 def configs(tmp_path: Path) -> Path:
-    folder = tmp_path / "configs"
-    shutil.copytree(ROOT / "dags" / "configs", folder)
-    text = (folder / "seattle_weather.yaml").read_text()
-    text = text.replace("#mode: shadow", "mode: shadow")
-    (folder / "seattle_weather.yaml").write_text(text + FEEDBACK)
-    return folder
+    def closed_loop(config: dict) -> None:
+        config["scoring"] = {"id_column": "date"}
+        config["feedback"] = dict(FEEDBACK)
+        config["promotion"]["mode"] = "shadow"
+
+    return write_config(tmp_path / "configs", closed_loop)
 
 
 def test_five_dags_and_the_monitor_task(configs: Path) -> None:
@@ -71,8 +79,12 @@ def test_retrain_runs_on_drift_or_performance_and_promotes_in_shadow(configs: Pa
     assert retrain.get_task("promote_model").mode == "shadow"
 
 
-def test_without_feedback_nothing_changes() -> None:
-    dags = {d.dag_id: d for d in build_dags(ROOT / "dags" / "configs", only_dag_id=None)}
+def test_without_feedback_nothing_changes(tmp_path: Path) -> None:
+    def open_loop(config: dict) -> None:
+        config.pop("feedback", None)
+        config.pop("scoring", None)
+
+    dags = {d.dag_id: d for d in build_dags(write_config(tmp_path / "configs", open_loop), only_dag_id=None)}
     assert "seattle_weather_performance_monitor" not in dags
     score = dags["seattle_weather_batch_score"].get_task("score_batch")
     assert (score.shadow_aliases, score.record_batch, score.probabilities) == (None, False, False)

@@ -147,3 +147,22 @@ def test_expansion_count_is_exact_for_shared_nodes():
     node = yaml.compose("a: &a [1, 2]\nb: [*a, *a]\n", Loader=yaml.SafeLoader)
     # mapping 1 + key a 1 + list 3 + key b 1 + list (1 + 3 + 3) = 13
     assert safe_yaml.check_expansion(node) == 13
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "line"),
+    [
+        ("a: 1\na: 2\n", "a", 1),
+        ("scoring:\n  id_column: x\nfeedback: {labels: l}\nscoring:\n  id_column: y\n", "scoring", 1),
+        ("b:\n  x: 1\n  y: 2\n  x: 3\n", "x", 2),
+        ("'q': 1\nq: 2\n", "q", 1),  # quoting does not make it another key
+    ],
+)
+def test_a_duplicate_key_is_refused_naming_it_and_its_first_line(text: str, key: str, line: int) -> None:
+    with pytest.raises(yaml.YAMLError, match=f"duplicate key '{key}' \\(first at line {line}\\)"):
+        safe_yaml.load_yaml(text)
+
+
+def test_merge_keys_and_equal_keys_in_different_mappings_are_fine() -> None:
+    text = "base: &b {p: 1}\none:\n  <<: *b\n  q: 2\ntwo:\n  <<: *b\n  q: 3\n"
+    assert safe_yaml.load_yaml(text) == {"base": {"p": 1}, "one": {"p": 1, "q": 2}, "two": {"p": 1, "q": 3}}

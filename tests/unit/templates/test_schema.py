@@ -264,7 +264,8 @@ def test_seattle_weather_still_validates_and_its_commented_loop_too(tmp_path: Pa
     shipped = CONFIGS / "seattle_weather.yaml"
     loaded = load_config(shipped)
     assert loaded.ok, loaded.problems
-    assert loaded.config.feedback is None
+    assert loaded.config.feedback is not None  # the demo closes the loop
+    assert (loaded.config.scoring.id_column, loaded.config.feedback.rollback) == ("date", "auto")
     assert loaded.config.promotion.mode == "direct"
     # the commented-out example is valid once uncommented (prose is "# text", YAML "#key" / "#  key")
     text = shipped.read_text()

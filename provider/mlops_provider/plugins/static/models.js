@@ -671,9 +671,10 @@
         gates.length ? el("ul", "gates", gates.map((g) => el("li", g.passed ? "pass" : "fail", g.passed ? "✓ " : "✗ ", gateText(g)))) : "—",
         el("span", "stack decision", decisionBadge(v.decision), v.reason ? el("span", "reason", String(v.reason)) : null),
         el("span", "stack", el("span", "", v.decided_by ? String(v.decided_by) : "—"), v.decided_at ? time(v.decided_at) : null),
+        liveVersionCell(v.live),
       ];
     });
-    const headers = ["Version", "Created", "Training run", "Data fingerprint", "Lineage", "Holdout metrics", "Δ vs champion", "Gates", "Decision", "Decided by"];
+    const headers = ["Version", "Created", "Training run", "Data fingerprint", "Lineage", "Holdout metrics", "Δ vs champion", "Gates", "Decision", "Decided by", "Live"];
     return scroller(plainTable(headers, rows, "versions"));
   }
 
@@ -700,6 +701,32 @@
       link(d.report_url, "drift report", { fallback: "—" }),
       link(dagRunUrl(d.dag_id, d.dag_run_id), String(d.dag_run_id ?? ""), { top: true, fallback: "—" }),
     ]), "drift-runs"));
+  }
+
+  function liveBadge(status) {
+    return badge(String(status ?? "—"), status === "degraded" ? "bad" : status === "ok" ? "ok" : "muted");
+  }
+
+  function liveVersionCell(live) {
+    if (!live || typeof live !== "object") return "—";
+    return el("span", "stack", liveBadge(live.status),
+      typeof live.labels === "number" ? el("span", "muted", `${live.labels} labelled rows`) : null,
+      live.reason ? el("span", "reason", String(live.reason)) : null,
+      live.at ? time(live.at) : null);
+  }
+
+  function performanceTable(performance) {
+    const recent = byDataTime(Array.isArray(performance) ? performance : []).slice(-TABLE_ROWS).reverse();
+    if (!recent.length) return null;
+    return scroller(plainTable(["Data of", "Checked", "Status", "Labels", "Live metrics", "Reason", "DAG run"], recent.map((p) => [
+      time(p.logical_date),
+      time(p.at),
+      liveBadge(p.status),
+      typeof p.labels === "number" ? String(p.labels) : "—",
+      keyValues(p.metrics),
+      p.reason ? el("span", "reason", String(p.reason)) : "—",
+      link(dagRunUrl(p.dag_id, p.dag_run_id), String(p.dag_run_id ?? ""), { top: true, fallback: "—" }),
+    ]), "performance-runs"));
   }
 
   function retrainsTable(retrains) {
@@ -737,6 +764,7 @@
       section("Versions", versionsTable(data)),
       section("Alias history", aliasTimeline(data.alias_history)),
       section("Drift checks", driftTable(data.drift) || empty("No drift checks recorded yet.")),
+      section("Performance checks", performanceTable(data.performance) || empty("No performance checks recorded yet.")),
       section("Retrain runs", retrainsTable(data.retrains)),
       section("Pending approvals", approvalsList(data.pending_approvals)),
     );
