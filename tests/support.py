@@ -103,3 +103,124 @@ def registered_versions(folder: Path, versions: int = 2, champion: str | None = 
         if champion is not None:
             client.set_registered_model_alias(name, "champion", champion)
     return name
+
+
+# -- DAG runs (dag.test()) -------------------------------------------------------------------------
+
+
+def task_states(run: Any) -> dict[str, str]:
+    """Task id -> state of a finished DagRun."""
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+def return_value(run: Any, task_id: str) -> Any:
+    """The ``return_value`` XCom a task of ``run`` pushed (``None`` when it pushed none)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, key="return_value")
+            .one_or_none()
+        )
+        return None if row is None else XComModel.deserialize_value(row)
+
+
+def scheduler_creates_run(dag_id: str, run_type: str) -> str:
+    """
+    The DagRun the scheduler would create for ``dag_id``, made by the scheduler's own code and set running
+    as the scheduler starts it; returns its run id. ``run_type`` ``asset_triggered``: from the queued Asset
+    events (``SchedulerJobRunner._create_dag_runs_asset_triggered``: the consumed events attached, the
+    queue rows deleted); ``scheduled``: the next run of its timetable (``_create_dag_runs``).
+    """
+    from airflow.jobs.job import Job
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+    from airflow.models.dag import DagModel
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunType
+
+    kind = DagRunType(run_type)
+    with create_session() as session:
+        runner = SchedulerJobRunner(job=Job(), num_runs=1)
+        models = [session.get(DagModel, dag_id)]
+        if kind == DagRunType.ASSET_TRIGGERED:
+            runner._create_dag_runs_asset_triggered(dag_models=models, session=session)
+        else:
+            assert kind == DagRunType.SCHEDULED, run_type
+            runner._create_dag_runs(dag_models=models, session=session)
+        run = session.query(DagRun).filter_by(dag_id=dag_id, run_type=kind).order_by(DagRun.id.desc()).first()
+        assert run is not None, f"the scheduler created no {run_type} run of {dag_id}"
+        run.set_state(DagRunState.RUNNING)
+        return str(run.run_id)
+
+
+def dag_test_existing_run(dag: Any, run_id: str) -> Any:
+    """
+    ``dag.test()`` on an existing DagRun. Airflow 3.3's ``dag.test()`` always makes a manual run through
+    one call, ``airflow.models.dagrun.get_or_create_dagrun``; for this call it hands over the run
+    ``run_id`` instead, and ``dag.test()`` runs its tasks as usual (the logical date it is given only
+    picks task instances to clear: one no run has).
+    """
+    from datetime import UTC, datetime
+
+    import airflow.models.dagrun as dagrun_module
+
+    original = dagrun_module.get_or_create_dagrun
+
+    def existing(*, dag: Any, session: Any, **_: Any) -> Any:
+        run = session.query(dagrun_module.DagRun).filter_by(dag_id=dag.dag_id, run_id=run_id).one()
+        run.dag = dag  # as get_or_create_dagrun's create_dagrun sets it
+        return run
+
+    dagrun_module.get_or_create_dagrun = existing  # type: ignore[assignment]
+    try:
+        return dag.test(logical_date=datetime(1970, 1, 1, tzinfo=UTC))
+    finally:
+        dagrun_module.get_or_create_dagrun = original
+
+
+def run_context(task_id: str, run_id: str, when: Any, try_number: int = 1) -> dict[str, Any]:
+    """:func:`context` of a run whose logical date is ``when``, with the outlet events a task may set."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    ctx = context(task_id, run_id=run_id, try_number=try_number)
+    ctx["logical_date"] = when
+    ctx["outlet_events"] = defaultdict(lambda: SimpleNamespace(extra=None))
+    return ctx
+
+
+def move_alias(model: str, version: str, old: str | None, alias: str = "champion") -> None:
+    """Move ``model@alias`` from ``old`` to ``version`` as a test (recorded like any move)."""
+    from mlops_provider.hooks.registry import MLflowRegistryHook
+
+    MLflowRegistryHook().move_alias(
+        model_name=model,
+        alias=alias,
+        expected_old=old,
+        new_version=version,
+        why="test",
+        who="test",
+        action="promote",
+        lock_owner="test",
+    )
+
+
+def monitor_options(model: str, labels: Any, **overrides: Any) -> dict[str, Any]:
+    """PerformanceMonitorOperator arguments for the breast-cancer fixtures (``labels``: their folder)."""
+    return {
+        "task_id": "check_performance",
+        "model_name": model,
+        "labels_uri": str(labels / "*.csv"),
+        "id_column": "patient_id",
+        "label_column": "target",
+        "task_type": "classification",
+        "primary_metric": "accuracy",
+        "degrade": {"accuracy": {"max_drop": 0.05}},
+        "vs_champion": {"accuracy": {"min_delta": 0.0}},
+        "min_labels": 100,
+        **overrides,
+    }

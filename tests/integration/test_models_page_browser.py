@@ -24,6 +24,7 @@ from urllib.parse import quote
 import pytest
 import yaml
 from api_server import SIMPLE_AUTH_MANAGER, ApiServer, api_server, auth_env, random_passwords
+from support import return_value
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -115,16 +116,7 @@ def run_dag(dag: Any, **kwargs: Any) -> tuple[dict[str, str], Any]:
 
 
 def xcom(run: Any, task_id: str) -> Any:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, key="return_value")
-            .one_or_none()
-        )
-        return None if row is None else XComModel.deserialize_value(row)
+    return return_value(run, task_id)
 
 
 @dataclass

@@ -4,7 +4,6 @@ champion and, in shadow, the previous champion; late labels; the performance mon
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,7 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from airflow.sdk.exceptions import AirflowSkipException
-from support import cancer_csv, context, train
+from support import cancer_csv, monitor_options, move_alias, run_context, train
 
 from mlops_provider.core.catalog_rows import live_check
 from mlops_provider.hooks.registry import MLflowRegistryHook
@@ -25,24 +24,8 @@ GOOD = ("sklearn.tree.DecisionTreeClassifier", {"max_depth": 3, "random_state": 
 BAD = ("sklearn.dummy.DummyClassifier", {"strategy": "constant", "constant": "malignant"})
 
 
-def run_context(task_id: str, run_id: str, when: datetime) -> dict[str, Any]:
-    ctx = context(task_id, run_id=run_id)
-    ctx["logical_date"] = when
-    ctx["outlet_events"] = defaultdict(lambda: SimpleNamespace(extra=None))
-    return ctx
-
-
 def promote(name: str, version: str, old: str | None, alias: str = "champion") -> None:
-    MLflowRegistryHook().move_alias(
-        model_name=name,
-        alias=alias,
-        expected_old=old,
-        new_version=version,
-        why="test",
-        who="test",
-        action="promote",
-        lock_owner="test",
-    )
+    move_alias(name, version, old, alias)
 
 
 @pytest.fixture
@@ -77,20 +60,7 @@ def score(loop: SimpleNamespace, when: datetime, run: str) -> dict[str, Any]:
 
 
 def monitor(loop: SimpleNamespace, when: datetime, **overrides: Any) -> tuple[dict[str, Any], dict]:
-    options: dict[str, Any] = {
-        "task_id": "check_performance",
-        "model_name": "live",
-        "labels_uri": str(loop.labels / "*.csv"),
-        "id_column": "patient_id",
-        "label_column": "target",
-        "task_type": "classification",
-        "primary_metric": "accuracy",
-        "degrade": {"accuracy": {"max_drop": 0.05}},
-        "vs_champion": {"accuracy": {"min_delta": 0.0}},
-        "min_labels": 100,
-        "rollback": "auto",
-        **overrides,
-    }
+    options = monitor_options("live", loop.labels, **{"rollback": "auto", **overrides})
     ctx = run_context("check_performance", f"scheduled__{when.date()}", when)
     return PerformanceMonitorOperator(**options).execute(ctx), ctx
 
@@ -199,11 +169,14 @@ def test_a_planted_batch_record_outside_the_predictions_folder_is_left_out(loop:
 
 
 def shadow_setup(loop: SimpleNamespace, champion: str, challenger: str) -> None:
-    """``champion`` serves, ``challenger`` waits in shadow; no @previous_champion."""
+    """``champion`` serves, ``challenger`` waits in shadow (sent there by the gate); no @previous_champion."""
     with MLflowRegistryHook().session() as client:
         client.delete_registered_model_alias("live", "previous_champion")
         client.set_registered_model_alias("live", "champion", champion)
     promote("live", challenger, None, alias="challenger")
+    MLflowRegistryHook().set_version_tags(
+        "live", challenger, {"mlops.gate.decision": "shadow"}
+    )  # as the gate
 
 
 def test_a_shadow_challenger_better_live_is_promoted(loop: SimpleNamespace) -> None:

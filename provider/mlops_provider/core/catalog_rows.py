@@ -21,7 +21,7 @@ def retrain_cause(run_type: Any, conf: Any, asset_uris: Iterable[str]) -> str:
         return "performance"  # labels showed the champion is wrong: first, as in lineage.trigger_summary
     if any(u.startswith(DRIFT_ASSET_PREFIX) for u in uris):
         return "drift"
-    kind = str(run_type or "")
+    kind = str(getattr(run_type, "value", run_type) or "")  # an enum's value, not its repr
     if "scheduled" in kind:
         return "schedule"
     if "asset" in kind or uris:
@@ -29,10 +29,14 @@ def retrain_cause(run_type: Any, conf: Any, asset_uris: Iterable[str]) -> str:
     return "manual"
 
 
-def live_check(raw: Any) -> dict[str, Any] | None:
-    """``mlops.last_check.performance``, shaped: the champion's live primary metric and the check's verdict."""
+def live_check(raw: Any, champion_version: str | None = None) -> dict[str, Any] | None:
+    """``mlops.last_check.performance``, shaped: the champion's live primary metric and the check's
+    verdict; ``None`` when it judged another version than today's champion (e.g. before a rollback)."""
     record = parse_json(raw, dict)
     if record is None:
+        return None
+    judged = text(record.get("champion_version"), 50)
+    if champion_version is not None and judged and judged != str(champion_version):
         return None
     metrics = record.get("metrics") if isinstance(record.get("metrics"), dict) else {}
     metric = text(record.get("primary_metric"), 100) or next(iter(sorted(metrics)), "")
@@ -44,6 +48,7 @@ def live_check(raw: Any) -> dict[str, Any] | None:
         "labels": number(record.get("labels")),
         "reason": text(record.get("reason"), 500),
         "at": text(record.get("at"), 50),
+        "champion_version": judged or None,
     }
 
 

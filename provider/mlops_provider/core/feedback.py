@@ -21,7 +21,7 @@ A prediction file has one row per scored input row: the user's id column, ``row`
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -156,6 +156,12 @@ def prepare_labels(frame: pd.DataFrame, *, id_column: str, label_column: str, so
             )
         if names.count(column) > 1:
             raise FeedbackError(f"{clip_text(source, 300)}: column {clip(column)} appears more than once")
+        first = frame[column].first_valid_index()
+        if first is not None and not isinstance(frame[column].at[first], Hashable):
+            raise FeedbackError(
+                f"{clip_text(source, 300)}: column {clip(column)} holds nested values (lists or records); "
+                "ids and labels are plain values"
+            )
     if id_column == label_column or id_column in RESERVED_COLUMNS:
         raise FeedbackError(
             f"{clip_text(source, 300)}: the id column {clip(id_column)} must differ from the label column "

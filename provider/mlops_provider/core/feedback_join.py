@@ -95,8 +95,10 @@ def _whole(keys: pd.Series) -> pd.Series:
     """Number ids as int64 when every one is whole (``12.0`` -> ``12``), else as float64."""
     import numpy as np
 
-    if keys.dtype.kind in "iu":
+    if keys.dtype.kind == "i" or (keys.dtype.kind == "u" and (keys.empty or int(keys.max()) < 2**63)):
         return keys.astype("int64")
+    if keys.dtype.kind == "u":  # past int64: as text, so no id wraps onto another
+        return keys.map(str).astype(object)
     values = keys.to_numpy(float)
     whole = np.all(np.isfinite(values) & (np.abs(values) < 2**53) & (values == np.round(values)))
     return keys.astype("int64" if whole else "float64")
@@ -252,7 +254,9 @@ def _label_values(
         ]
         values = np.array(texts, dtype=object)[codes]
         usable = ~np.array(wrong, dtype=bool)[codes]
-        unknown = usable & np.array([checked and t not in predicted.classes for t in texts])[codes]
+        unknown = (
+            usable & np.array([checked and t not in predicted.classes for t in texts], dtype=bool)[codes]
+        )
     issues.note("type_mismatch", int((~usable).sum()), _distinct(column, ~usable))
     return values, usable, unknown
 

@@ -218,7 +218,11 @@ def check_settings(
         raise InvalidInputError(f"rollback must be one of {', '.join(ROLLBACK_MODES)}, got {rollback!r}")
     if mode not in PROMOTION_MODES:
         raise InvalidInputError(f"mode must be one of {', '.join(PROMOTION_MODES)}, got {mode!r}")
-    wanted = list(metrics) if metrics else list(names)
+    if isinstance(metrics, str):  # a rendered template: a JSON list
+        metrics = json_of(metrics, list) or metrics
+    if metrics is not None and not isinstance(metrics, list | tuple):
+        raise InvalidInputError(f"metrics must be a list of metric names, got {metrics!r}")
+    wanted = [str(m) for m in metrics] if metrics else list(names)
     unknown = [m for m in wanted if m not in names]
     if unknown:
         raise InvalidInputError(f"metrics: {unknown} are not {task_type} metrics")

@@ -74,7 +74,8 @@ def trigger_summary(context: Any) -> dict[str, Any]:
                 }
             )
     kinds = {event["kind"] for event in drift_events}
-    run_type = str(getattr(context.get("dag_run"), "run_type", "") or "")
+    raw_type = getattr(context.get("dag_run"), "run_type", "")
+    run_type = str(getattr(raw_type, "value", raw_type) or "")  # the Task SDK's DagRunType enum: its value
     if "performance" in kinds:  # labels showed the champion is wrong: the stronger evidence
         cause = "performance"
     elif "drift" in kinds:

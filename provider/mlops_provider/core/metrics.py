@@ -47,7 +47,13 @@ def higher_is_better(metric: str) -> bool:
 
 
 def is_finite_number(value: Any) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A real number a float can hold: not a bool, NaN, an infinity, or an int past a float's range."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int like 10**400
+        return False
 
 
 @dataclass

@@ -11,11 +11,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from mlops_provider.core import lineage
+from mlops_provider.core.feedback import (
+    ALIAS_COLUMN,
+    PREDICTION_COLUMN,
+    SCORING_DATE_COLUMN,
+    VERSION_COLUMN,
+    scoring_in_window,
+)
 from mlops_provider.core.monitoring import (
     CHAMPION_VERSION_TAG,
     CHECK_KEY_TAG,
@@ -184,3 +191,35 @@ def live_version_tags(summary: Mapping[str, Any], at: datetime) -> dict[str, str
         "mlops.live.labels": str(int(summary.get("labels") or 0)),
         "mlops.live.at": iso_utc(at) or "",
     }
+
+
+# -- which rows of a batch file count ------------------------------------------------------------
+
+BATCH_COLUMNS = (PREDICTION_COLUMN, VERSION_COLUMN, ALIAS_COLUMN, SCORING_DATE_COLUMN)
+
+
+def batch_rows(
+    frame: Any,
+    *,
+    versions: Mapping[str, str],
+    aliases: Sequence[str],
+    id_column: str,
+    span: tuple[datetime, datetime],
+    where: str,
+) -> tuple[Any, str | None]:
+    """
+    The rows of one prediction file that count: made by a version its batch record lists under that
+    alias (one of ``aliases``) and scored in the window ``span``; a file records do not vouch for
+    (forged alias or version columns, rows of another batch) adds nothing. ``(rows, None)``, or
+    ``(None, why)`` when the file is not a prediction file at all.
+    """
+    missing = [c for c in (id_column, *BATCH_COLUMNS) if c not in frame.columns]
+    if missing:
+        return (
+            None,
+            f"{clip(where, URI_MAX)}: not a prediction file (no column {', '.join(map(repr, missing))})",
+        )
+    listed = {(str(a), str(v)) for a, v in versions.items() if a in aliases}
+    pairs = frame[ALIAS_COLUMN].astype(str) + "\n" + frame[VERSION_COLUMN].astype(str)
+    rows = frame.loc[pairs.isin({f"{a}\n{v}" for a, v in listed}).to_numpy()]
+    return scoring_in_window(rows, span[0], span[1], where=where), None

@@ -35,6 +35,7 @@ from mlops_provider.core.validation_suite import (
     load_suite_spec,
     parse_suite_json,
     quiet_gx_logging,
+    without_columns,
 )
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GX_LOGGER",
+    "without_columns",
     "FailedExpectation",
     "SuiteError",
     "ValidationOutcome",

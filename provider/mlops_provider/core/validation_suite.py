@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mlops_provider.core.errors import InvalidInputError
@@ -189,3 +189,34 @@ def build_suite(spec: Mapping[str, Any], source: str, default_name: str = "suite
             f"loading: {', '.join(dropped) or 'unknown'}"
         )
     return suite
+
+
+COLUMN_KEYS = ("column", "column_A", "column_B")
+LIST_KEYS = ("column_list", "column_set")
+
+
+def without_columns(spec: Mapping[str, Any], absent: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+    """
+    The suite without what it says about ``absent`` columns (optional columns the data lacks, e.g. the
+    target in a batch that is not labelled yet): expectations on one of them are left out, and they
+    are taken out of table-level column lists. Returns the new spec and a description of what changed.
+    """
+    gone = set(absent)
+    kept, skipped = [], []
+    for index, exp in enumerate(spec.get("expectations") or []):
+        kwargs = exp.get("kwargs") if isinstance(exp, Mapping) else None
+        if not isinstance(kwargs, Mapping):
+            kept.append(exp)
+            continue
+        if any(kwargs.get(key) in gone for key in COLUMN_KEYS if isinstance(kwargs.get(key), str)):
+            skipped.append(_describe(index, exp))
+            continue
+        trimmed = dict(kwargs)
+        for key in LIST_KEYS:
+            if isinstance(kwargs.get(key), list) and gone & set(map(str, kwargs[key])):
+                trimmed[key] = [c for c in kwargs[key] if c not in gone]
+                skipped.append(
+                    f"{_describe(index, exp)}: {', '.join(sorted(gone & set(kwargs[key])))} left out"
+                )
+        kept.append({**exp, "kwargs": trimmed})
+    return {**spec, "expectations": kept}, skipped

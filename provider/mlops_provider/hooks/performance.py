@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from mlops_provider.core.catalog import HOLDOUT_PREFIX
+from mlops_provider.core.gate import DECISION_PREFIX
 from mlops_provider.core.judgement import CHALLENGER
 from mlops_provider.core.monitoring import CHECK_TAG, monitoring_experiment
 from mlops_provider.core.performance import (
@@ -23,6 +23,7 @@ from mlops_provider.core.performance import (
     SCORING_TS_METRIC,
     VERSIONS_TAG,
 )
+from mlops_provider.hooks.models import METRIC_PREFIX as HOLDOUT_PREFIX
 from mlops_provider.hooks.monitoring import MonitoringHook
 from mlops_provider.hooks.registry import MLflowRegistryHook
 
@@ -69,6 +70,10 @@ class PerformanceHook(MLflowRegistryHook):
                 f" AND metrics.{SCORING_TS_METRIC} <= {end.timestamp()}"
             )
             runs = client.search_runs([experiment.experiment_id], query, max_results=BATCHES_MAX)
+        if len(runs) >= BATCHES_MAX:
+            self.log.warning(
+                "More than %d scored batches in the window: only %d are read", BATCHES_MAX, BATCHES_MAX
+            )
         batches = [
             ScoredBatch(
                 run_id=run.info.run_id,
@@ -91,6 +96,11 @@ class PerformanceHook(MLflowRegistryHook):
             for k, v in metrics.items()
             if k.startswith(HOLDOUT_PREFIX)
         }
+
+    def passed_gate(self, model_name: str, version: str) -> bool:
+        """Whether the gate sent ``version`` into shadow (a @challenger set by hand never did)."""
+        tags = self.model_version(model_name, version).tags
+        return bool(tags.get(f"{DECISION_PREFIX}decision") == "shadow")
 
     def promote_challenger(self, summary: Mapping[str, Any], alias: str, lock_owner: str) -> None:
         """Move ``alias`` from the judged champion to the challenger, drop ``@challenger``, record it."""

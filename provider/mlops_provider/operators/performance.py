@@ -23,7 +23,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from mlops_provider.assets import performance_asset
 from mlops_provider.core import lineage
 from mlops_provider.exceptions import airflow_errors
-from mlops_provider.hooks.data import DataHook
+from mlops_provider.hooks.feedback import FeedbackReader
 from mlops_provider.hooks.mlflow import MLflowHookMixin
 from mlops_provider.hooks.performance import PerformanceHook
 from mlops_provider.hooks.registry import ChampionChangedError, check_model_name
@@ -81,7 +81,8 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
     :param shadow_min_labels: labelled rows a shadow challenger needs. (templated)
     :param alias: the served alias. (templated)
     :param predictions_prefix: the folder or bucket path prediction files live in (the scoring output's
-        folder); a scored-batch record naming a file elsewhere is left out. ``None``: no check. (templated)
+        folder); a scored-batch record naming a file elsewhere is left out. ``None``: no check (the DAG
+        factory always sets it). (templated)
     :param base_dir: folder relative local paths resolve against. (templated)
     :param data_conn_id: Airflow connection for remote data URIs. (templated)
     :param mlflow_conn_id: MLflow connection. (templated)
@@ -167,7 +168,7 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
         if champion is None:
             raise AirflowSkipException(f"{name}@{self.alias} does not exist: no live performance to watch")
         batches = self.hook.scored_batches(name, start, end)
-        joined, issues = self._joined(batches)
+        joined, issues, reader = self._joined(batches, (start, end))
         with airflow_errors():
             live = (
                 {}
@@ -176,6 +177,7 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
             )
         judgement = self._judge(joined, live, champion, settings)
         summary = self._summary(judgement, live, issues, champion, (start, end), len(batches))
+        summary["left_out"] = reader.summary()  # files a record or the labels folder does not vouch for
         self._act(context, judgement, summary)
         summary["monitoring_run_id"] = self._record(context, judgement, summary, live, issues)
         tags = live_version_tags(summary, datetime.now(UTC))  # the reason on the version it judged
@@ -213,49 +215,40 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
                 shadow_min_labels=self.shadow_min_labels,
             )
 
-    def _joined(self, batches: list[ScoredBatch]) -> tuple[pd.DataFrame | None, Any]:
+    def _joined(
+        self, batches: list[ScoredBatch], span: tuple[datetime, datetime]
+    ) -> tuple[pd.DataFrame | None, Any, FeedbackReader]:
         """Predictions of the window joined with every label file that has arrived."""
         import pandas as pd
 
         from mlops_provider.core.feedback import LabelIssues, prepare_labels
         from mlops_provider.core.feedback_join import join_labels
+        from mlops_provider.core.judgement import CHALLENGER, PREVIOUS
 
-        data = DataHook(conn_id=self.data_conn_id, base_dir=self.base_dir)
-        predictions = [self._read(data, uri) for batch in batches for uri in batch.uris]
-        found = [p for p in predictions if p is not None and len(p)]
-        files = data.files(self.labels_uri)
+        reader = FeedbackReader(self.data_conn_id, self.base_dir, self.predictions_prefix)
+        aliases = [self.alias, PREVIOUS, CHALLENGER]
         with airflow_errors():
+            found = reader.predictions(batches, aliases, self.id_column, span)
+            files = reader.label_files(self.labels_uri)
             labels = [
                 prepare_labels(
-                    data.read_frame(f), id_column=self.id_column, label_column=self.label_column, source=f
+                    reader.label_frame(f), id_column=self.id_column, label_column=self.label_column, source=f
                 )
                 for f in files
             ]
             if not found or not labels:
                 self.log.info(
-                    "%d prediction file(s), %d label file(s): nothing to join yet", len(found), len(files)
+                    "%d prediction file(s), %d label file(s): nothing to join", len(found), len(files)
                 )
-                return None, LabelIssues()
-            return join_labels(
+                return None, LabelIssues(), reader
+            joined, issues = join_labels(
                 pd.concat(found, ignore_index=True),
                 pd.concat(labels, ignore_index=True),
                 id_column=self.id_column,
                 task_type=self.task_type_name,
-                where=data.resolve(self.labels_uri),
+                where=reader.resolve(self.labels_uri),
             )
-
-    def _read(self, data: DataHook, uri: str) -> pd.DataFrame | None:
-        from mlops_provider.core.data_scope import within
-
-        if self.predictions_prefix and not within(uri, self.predictions_prefix, self.base_dir):
-            self.log.warning(
-                "Left out %r: a scored-batch record may only name files in %s", uri, self.predictions_prefix
-            )
-            return None
-        if not data.files(uri):
-            self.log.warning("Prediction file %s is gone: its batch is left out", uri)
-            return None
-        return data.read_frame(uri)
+        return joined, issues, reader
 
     def _judge(
         self, joined: pd.DataFrame | None, live: dict[str, Any], champion: str, settings: dict[str, Any]
@@ -271,6 +264,11 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
                 continue
             if self.hook.alias_version(self.model_name, other) != live[other]["version"]:
                 continue  # the alias moved since those rows were scored: they no longer speak for it
+            if other == CHALLENGER and not self.hook.passed_gate(self.model_name, live[other]["version"]):
+                self.log.warning(
+                    "@%s version %s never passed the gate: not judged", other, live[other]["version"]
+                )
+                continue
             with airflow_errors():
                 found = paired_metrics(
                     joined,

@@ -57,6 +57,9 @@ class ValidateDataOperator(LeanSetattrMixin, BaseOperator):
     :param reports_conn_id: Airflow connection for a remote ``reports_uri``; default
         ``data_conn_id``. (templated)
     :param max_unexpected_values: how many unexpected values each failed expectation lists.
+    :param optional_columns: columns the data may lack (e.g. the target of a batch whose labels come
+        later): when absent, the suite's expectations on them are left out and the summary lists them
+        (``skipped_expectations``); when present, they are checked. (templated)
     """
 
     template_fields: Sequence[str] = (
@@ -67,6 +70,7 @@ class ValidateDataOperator(LeanSetattrMixin, BaseOperator):
         "data_conn_id",
         "reports_uri",
         "reports_conn_id",
+        "optional_columns",
     )
     template_fields_renderers = {"suite": "json"}
     operator_extra_links = (ValidationReportLink(),)
@@ -83,6 +87,7 @@ class ValidateDataOperator(LeanSetattrMixin, BaseOperator):
         reports_uri: str | None = None,
         reports_conn_id: str | None = None,
         max_unexpected_values: int = 5,
+        optional_columns: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -94,6 +99,7 @@ class ValidateDataOperator(LeanSetattrMixin, BaseOperator):
         self.reports_uri = reports_uri
         self.reports_conn_id = reports_conn_id
         self.max_unexpected_values = max_unexpected_values
+        self.optional_columns = optional_columns
 
     def _check_arguments(self) -> None:
         if self.on_failure not in ON_FAILURE_CHOICES:
@@ -109,8 +115,9 @@ class ValidateDataOperator(LeanSetattrMixin, BaseOperator):
                 f"{self.task_id}: max_unexpected_values must be an integer >= 0, got {self.max_unexpected_values!r}"
             )
 
-    def _load_suite(self, data: DataHook) -> tuple[Any, str]:
-        """The built GX suite and where it came from; the suite file is read through ``data``."""
+    def _load_suite(self, data: DataHook, absent: Sequence[str] = ()) -> tuple[Any, str, list[str]]:
+        """The built GX suite (without what it says about ``absent`` optional columns), where it came
+        from, and what was left out; the suite file is read through ``data``."""
         from mlops_provider.core import validation
 
         suite: Any = self.suite
@@ -126,8 +133,9 @@ class ValidateDataOperator(LeanSetattrMixin, BaseOperator):
 
         with airflow_errors("Invalid expectation suite"):
             spec, source = validation.load_suite_spec(suite, read)
+            spec, skipped = validation.without_columns(spec, absent)
             default_name = source.rsplit("/", 1)[-1].removesuffix(".json") if from_file else "suite"
-            return validation.build_suite(spec, source, default_name=default_name), source
+            return validation.build_suite(spec, source, default_name=default_name), source, skipped
 
     def _write_reports(self, context: Context, outcome: Any, data_uri: str, source: str) -> tuple[str, str]:
         """Write the JSON result and the HTML report under the run's prefix; (report URI, result URI)."""
@@ -157,9 +165,12 @@ class ValidateDataOperator(LeanSetattrMixin, BaseOperator):
 
         data = DataHook(conn_id=self.data_conn_id, base_dir=self.base_dir)
         data_uri = data.resolve(self.data_uri)
-        suite, source = self._load_suite(data)
         self.log.info("Reading %s", data_uri)
         frame = data.read_frame(data_uri)
+        absent = [c for c in self.optional_columns or () if c not in frame.columns]
+        suite, source, skipped = self._load_suite(data, absent)
+        if skipped:
+            self.log.info("Optional column(s) %s absent: left out %s", absent, "; ".join(skipped))
         self.log.info(
             "Validating %d rows x %d columns with suite %r (%d expectations, from %s)",
             len(frame),
@@ -179,6 +190,7 @@ class ValidateDataOperator(LeanSetattrMixin, BaseOperator):
         summary = validation.summary(
             outcome, data_uri=data_uri, report_uri=report_uri, result_uri=result_uri, status=status
         )
+        summary["skipped_expectations"] = skipped[:50]
         if outcome.success:
             self.log.info(
                 "Validation passed: %d expectations on %d rows; report %s",

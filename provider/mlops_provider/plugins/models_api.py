@@ -160,7 +160,8 @@ def model_summary(
     last_retrain = next(iter(runs.get(retrain) or []), None) if retrain else None
     decision = shape.last_decision(tags.get(shape.LAST_DECISION_TAG))
     drift = shape.last_check(tags.get(shape.LAST_CHECK_TAG.format(check="drift")), report_link)
-    live = rows.live_check(tags.get(shape.LAST_CHECK_TAG.format(check="performance")))
+    served = info.aliases.get(shape.CHAMPION) if info is not None else None
+    live = rows.live_check(tags.get(shape.LAST_CHECK_TAG.format(check="performance")), served)
     return {
         "name": name,
         "retrain_dag_id": retrain,
@@ -306,7 +307,9 @@ def build_mlflow_part(state: ModelState) -> dict[str, Any]:
         "last_drift": shape.last_check(
             info.tags.get(shape.LAST_CHECK_TAG.format(check="drift")), report_link
         ),
-        "live_metric": rows.live_check(info.tags.get(shape.LAST_CHECK_TAG.format(check="performance"))),
+        "live_metric": rows.live_check(
+            info.tags.get(shape.LAST_CHECK_TAG.format(check="performance")), info.aliases.get(shape.CHAMPION)
+        ),
     }
 
 

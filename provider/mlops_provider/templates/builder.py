@@ -58,7 +58,8 @@ class _Builder:
     def path(self, value: str | None) -> str | None:
         return None if value is None else safe_template(self.item.resolve(value))
 
-    def validate_task(self, task_id: str, data_uri: str) -> BaseOperator | None:
+    def validate_task(self, task_id: str, data_uri: str, labelled: bool = True) -> BaseOperator | None:
+        """``labelled=False``: a batch to score or check for drift, whose labels may come later."""
         if self.config.validation is None:
             return None
         from mlops_provider.operators.validation import ValidateDataOperator
@@ -70,6 +71,7 @@ class _Builder:
             on_failure=self.config.validation.on_failure,
             base_dir=str(self.item.base_dir),
             data_conn_id=self.config.data.conn_id,
+            optional_columns=None if labelled else [self.config.data.target],
             doc_md=docs.VALIDATE,
         )
 
@@ -244,7 +246,7 @@ class _Builder:
             doc_md=docs.drift_doc(c, str(self.item.path)),
             user_defined_macros=macros(),
         ) as dag:
-            validate = self.validate_task("validate_current", str(current))
+            validate = self.validate_task("validate_current", str(current), labelled=False)
             check = DriftCheckOperator(
                 task_id="check_drift",
                 model_name=self.name,
@@ -307,7 +309,7 @@ class _Builder:
             user_defined_macros=macros(),
         ) as dag:
             current = str(self.path(c.data.current))
-            validate = self.validate_task("validate_current", current)
+            validate = self.validate_task("validate_current", current, labelled=False)
             score = BatchScoreOperator(
                 task_id="score_batch",
                 model_name=self.name,

@@ -347,3 +347,33 @@ def test_quiet_gx_logging_keeps_a_stricter_level() -> None:
         assert child.getEffectiveLevel() == logging.WARNING
     finally:
         logger.setLevel(previous)
+
+
+def test_without_columns_leaves_out_what_the_suite_says_about_absent_columns() -> None:
+    from mlops_provider.core.validation import without_columns
+
+    spec = {
+        "name": "s",
+        "expectations": [
+            {
+                "type": "expect_table_columns_to_match_set",
+                "kwargs": {"column_set": ["x", "y"], "exact_match": False},
+            },
+            {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "x"}},
+            {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "y", "value_set": ["a"]}},
+            {
+                "type": "expect_column_pair_values_a_to_be_greater_than_b",
+                "kwargs": {"column_A": "x", "column_B": "y"},
+            },
+        ],
+    }
+    trimmed, skipped = without_columns(spec, ["y"])
+    assert [e["type"] for e in trimmed["expectations"]] == [
+        "expect_table_columns_to_match_set",
+        "expect_column_values_to_not_be_null",
+    ]
+    assert trimmed["expectations"][0]["kwargs"]["column_set"] == ["x"]
+    assert len(skipped) == 3
+    assert any("'y'" in s for s in skipped)
+    assert spec["expectations"][0]["kwargs"]["column_set"] == ["x", "y"]  # the input is left as it was
+    assert without_columns(spec, []) == (spec, [])
