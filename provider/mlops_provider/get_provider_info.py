@@ -85,6 +85,8 @@ def get_provider_info() -> dict[str, object]:
             "mlops_provider.hooks.data",
             "mlops_provider.hooks.drift",
             "mlops_provider.hooks.evidently",
+            "mlops_provider.hooks.performance",
+            "mlops_provider.hooks.feedback",
         ),
         "operators": _modules(
             "mlops_provider.operators.validation",
@@ -93,6 +95,7 @@ def get_provider_info() -> dict[str, object]:
             "mlops_provider.operators.evaluation",
             "mlops_provider.operators.registry",
             "mlops_provider.operators.scoring",
+            "mlops_provider.operators.performance",
         ),
         "sensors": _modules("mlops_provider.sensors.drift", "mlops_provider.sensors.registry"),
         "triggers": _modules("mlops_provider.triggers.drift", "mlops_provider.triggers.registry"),

@@ -129,7 +129,15 @@ def test_train_evaluate_register_promote_score_in_a_dag_run(
     assert xcom("score")["version"] == "1"
     scores = pd.read_csv(base / "out" / "scores.csv")
     assert len(scores) == 344
-    assert set(scores.columns) == {"island", "row", "prediction", "model_version"}
+    assert set(scores.columns) == {
+        "island",
+        "row",
+        "prediction",
+        "model_version",
+        "alias",
+        "scored_at",
+        "scoring_date",
+    }
 
     from mlops_provider.core import lineage
     from mlops_provider.hooks.mlflow import MLflowHook

@@ -163,7 +163,9 @@ def _read_one(path: str, fs: AbstractFileSystem | None, columns: Sequence[str] |
         if not text.strip():
             raise DataError(f"{path}: the file is empty (no header row)")
         sep = "\t" if path.lower().endswith(".tsv") else ","
-        header = next(csv.reader(io.StringIO(text.split("\n", 1)[0]), delimiter=sep))
+        header = next(
+            csv.reader(io.StringIO(text.split("\n", 1)[0]), delimiter=sep), []
+        )  # "" for a blank line
         _check_header(header, path)
         try:
             frame = pd.read_csv(io.StringIO(text), sep=sep, low_memory=False)
