@@ -12,10 +12,11 @@ from typing import Any
 import pandas as pd
 import pytest
 from airflow.sdk.exceptions import AirflowSkipException
-from support import cancer_csv, monitor_options, move_alias, run_context, train
+from support import cancer_csv, context, monitor_options, move_alias, run_context, train
 
 from mlops_provider.core.catalog_rows import live_check
 from mlops_provider.hooks.registry import MLflowRegistryHook
+from mlops_provider.operators.evaluation import EvaluateModelOperator
 from mlops_provider.operators.performance import PerformanceMonitorOperator
 from mlops_provider.operators.scoring import BatchScoreOperator
 
@@ -37,6 +38,9 @@ def loop(mlflow_store: Path, tmp_path: Path) -> SimpleNamespace:
     hook = MLflowRegistryHook()
     for i, (estimator, params) in enumerate((GOOD, BAD), start=1):
         run_id = train("live", data, estimator, params, run_id=f"manual__{i}")["run_id"]
+        EvaluateModelOperator(task_id="evaluate", run_id=run_id).execute(
+            context("evaluate")
+        )  # holdout numbers
         hook.register_run("live", run_id, {})
     promote("live", "1", None)
     promote("live", "2", "1")  # a bad champion slipped through; v1 is @previous_champion
@@ -97,6 +101,9 @@ def test_a_bad_champion_is_rolled_back_once_labels_show_it(loop: SimpleNamespace
     summary, _ = monitor(loop, DAY + timedelta(days=1))
     # the constant model is as bad live as on its holdout (not degraded), but v1 beats it on the same rows
     assert summary["status"] == "ok", summary["reason"]
+    (degrade,) = summary["degrade"]
+    assert degrade["value"] is not None  # the drop was computed from its holdout number, not skipped
+    assert degrade["passed"]
     assert summary["action"] == "rollback", summary["reason"]
     assert MLflowRegistryHook().alias_version("live", "champion") == "1"
     assert "previous_champion" in summary["reason"]

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import yaml
-from support import import_dag_file
+from support import import_dag_file, return_value
 from vega_datasets import data as vega
 
 from mlops_provider.assets import drift_asset
@@ -81,17 +81,7 @@ def states(run) -> dict[str, str]:
 
 
 def xcom(run, task_id: str):
-    (ti,) = [ti for ti in run.get_task_instances() if ti.task_id == task_id]
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter_by(dag_id=ti.dag_id, run_id=ti.run_id, task_id=task_id, key="return_value")
-            .one_or_none()
-        )
-        return None if row is None else XComModel.deserialize_value(row)
+    return return_value(run, task_id)
 
 
 def champion() -> str | None:

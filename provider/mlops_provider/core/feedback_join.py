@@ -326,13 +326,20 @@ def _latest(
 
 
 def join_labels(
-    predictions: pd.DataFrame, labels: pd.DataFrame, *, id_column: str, task_type: str, where: str
+    predictions: pd.DataFrame,
+    labels: pd.DataFrame,
+    *,
+    id_column: str,
+    task_type: str,
+    where: str,
+    served_alias: str = SERVED_ALIAS,
 ) -> tuple[pd.DataFrame, LabelIssues]:
     """
     The labelled predictions: ``[id, label, prediction, model_version, alias, scoring_date, proba_*]``,
     one row per (id, version, alias) with its latest scoring date (a UTC timestamp), and the issues.
     ``labels`` has :func:`~mlops_provider.core.feedback.prepare_labels`'s shape; ``where`` names both
-    sources in errors. The id column holds the normalised ids; classification labels, predictions and
+    sources in errors; ``served_alias`` is the alias whose predictions were the answers (the others
+    were scored in shadow), for the count of served predictions still waiting for a label. The id column holds the normalised ids; classification labels, predictions and
     proba column suffixes are text (``str(class)``, whole numbers without ``.0``).
     """
     import numpy as np
@@ -362,7 +369,7 @@ def join_labels(
     _count_unscored(labels, kept, found[hit], unknown, id_column, issues)
     waiting = np.zeros(len(predictions), dtype=bool)
     waiting[rows[~hit]] = True
-    waiting &= alias_text[aliases] == SERVED_ALIAS
+    waiting &= alias_text[aliases] == served_alias
     issues.note("unlabelled_predictions", int(waiting.sum()), _examples(predictions[id_column], waiting))
     matched, label_rows = rows[hit], kept[found[hit]]
     data: dict[str, Any] = {

@@ -35,6 +35,8 @@ HISTORY_MAX_ENTRIES = 25
 HISTORY_MAX_CHARS = 4900  # fits the 5000-character tag values of older MLflow servers
 DECISION_PREFIX = "mlops.gate."
 PREVIOUS_ALIAS = "previous_champion"
+CHALLENGER_ALIAS = "challenger"  # a challenger in shadow (promotion.mode: shadow)
+PROMOTION_MODES = ("direct", "shadow")
 ROLLBACK_REQUEST_PREFIX = "mlops.rollback_request."  # + <alias>.<sha256 of the request key>
 
 

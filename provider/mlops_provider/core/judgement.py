@@ -15,12 +15,19 @@ from typing import Any
 
 from mlops_provider.core.errors import InvalidInputError
 from mlops_provider.core.feedback import degradation
-from mlops_provider.core.gate import PREVIOUS_ALIAS, GateResult, compare_to_champion, json_of
+from mlops_provider.core.gate import (
+    CHALLENGER_ALIAS,
+    PREVIOUS_ALIAS,
+    PROMOTION_MODES,
+    GateResult,
+    compare_to_champion,
+    json_of,
+)
 from mlops_provider.core.metrics import TASK_TYPES, higher_is_better, is_finite_number, metric_names
 from mlops_provider.core.monitoring import finite, iso_utc
 
 PREVIOUS = PREVIOUS_ALIAS
-CHALLENGER = "challenger"  # a shadow challenger's alias
+CHALLENGER = CHALLENGER_ALIAS
 
 
 # -- the monitor's judgement --------------------------------------------------------------------
@@ -161,7 +168,6 @@ def _challenger_step(
 # -- arguments and records -------------------------------------------------------------------------
 
 ROLLBACK_MODES = ("auto", "off")
-PROMOTION_MODES = ("direct", "shadow")
 
 
 def _count(value: Any, name: str, low: int, high: int) -> int:

@@ -23,6 +23,7 @@ from mlops_provider.core.feedback import (
     VERSION_COLUMN,
     proba_columns,
 )
+from mlops_provider.core.metrics import predict_with_proba
 from mlops_provider.core.monitoring import iso_utc
 
 if TYPE_CHECKING:
@@ -31,23 +32,14 @@ if TYPE_CHECKING:
 SHADOW_MARK = ".shadow"
 
 
-def _probabilities(model: Any, rows: Any) -> Any | None:
-    """``predict_proba`` of a classifier with ``classes_``; ``None`` when it has none."""
-    if getattr(model, "classes_", None) is None or not hasattr(model, "predict_proba"):
-        return None
-    try:
-        return model.predict_proba(rows)
-    except (AttributeError, NotImplementedError):  # e.g. SVC(probability=False)
-        return None
-
-
 def _chunk(model: Any, chunk: pd.DataFrame, features: Sequence[str], probabilities: bool) -> pd.DataFrame:
     import pandas as pd
 
     rows = chunk[list(features)]
-    out = pd.DataFrame({PREDICTION_COLUMN: model.predict(rows)}, index=chunk.index)
-    proba = _probabilities(model, rows) if probabilities else None
-    if proba is not None:
+    # with probabilities: one pass where the argmax of predict_proba is exactly predict (core.metrics)
+    predicted, proba = predict_with_proba(model, rows) if probabilities else (model.predict(rows), None)
+    out = pd.DataFrame({PREDICTION_COLUMN: predicted}, index=chunk.index)
+    if proba is not None and getattr(model, "classes_", None) is not None:
         for name, column in zip(proba_columns(model.classes_), proba.T, strict=True):
             out[name] = column
     return out

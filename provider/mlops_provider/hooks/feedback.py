@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from mlops_provider.core.data import is_local, local_path
+from mlops_provider.core.data import GLOB_CHARS, is_local, local_path
 from mlops_provider.core.data_scope import template_folder, within
 from mlops_provider.core.errors import DataError
 from mlops_provider.hooks.data import DataHook
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
     from mlops_provider.hooks.performance import ScoredBatch
 
-GLOB_CHARS = frozenset("*?[]{}")
 SCAN_CHUNK = 1 << 20
 
 
@@ -76,10 +75,11 @@ class FeedbackReader(DataHook):
         if self.predictions_prefix and not within(uri, self.predictions_prefix, self.base_dir):
             self._leave_out(f"{uri!r}: a batch record may only name files in {self.predictions_prefix}")
             return None
-        if not self.files(uri):
+        found = self.files(uri)
+        if not found:
             self._leave_out(f"{uri}: the prediction file is gone")
             return None
-        return self.read_frame(uri)
+        return self.read_frame(found[0])  # listed once: no glob, so the one file
 
     def label_files(self, labels_uri: str) -> list[str]:
         """The label files that have arrived inside the labels folder (none yet: ``[]``)."""

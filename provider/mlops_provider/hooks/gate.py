@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlops_provider.core import lineage
-from mlops_provider.core.judgement import CHALLENGER
+from mlops_provider.core.gate import CHALLENGER_ALIAS, PROMOTION_MODES
 from mlops_provider.exceptions import InvalidInputError, airflow_errors
 
 if TYPE_CHECKING:
@@ -336,9 +336,6 @@ def decide_gate(
         raise InvalidInputError(f"gate configuration for {request.model_name!r}: {err}") from None
 
 
-PROMOTION_MODES = ("direct", "shadow")
-
-
 def promotion_alias(
     hook: MLflowRegistryHook, summary: dict[str, Any], alias: str, mode: Any
 ) -> tuple[str, str | None]:
@@ -351,5 +348,5 @@ def promotion_alias(
         raise InvalidInputError(f"mode must be one of {', '.join(PROMOTION_MODES)}, got {mode!r}")
     if mode == "direct" or summary["old_version"] is None:
         return alias, summary["old_version"]
-    summary["reason"] += f"; in shadow as @{CHALLENGER}: live labels decide against @{alias}"
-    return CHALLENGER, hook.alias_version(summary["model_name"], CHALLENGER)
+    summary["reason"] += f"; in shadow as @{CHALLENGER_ALIAS}: live labels decide against @{alias}"
+    return CHALLENGER_ALIAS, hook.alias_version(summary["model_name"], CHALLENGER_ALIAS)

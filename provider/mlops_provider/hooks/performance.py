@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from mlops_provider.core.gate import CHALLENGER_ALIAS as CHALLENGER
 from mlops_provider.core.gate import DECISION_PREFIX
-from mlops_provider.core.judgement import CHALLENGER
-from mlops_provider.core.monitoring import CHECK_TAG, monitoring_experiment
+from mlops_provider.core.monitoring import CHECK_TAG, LOGICAL_DATE_TAG, monitoring_experiment
 from mlops_provider.core.performance import (
     OUTPUTS_TAG,
     SCORING_CHECK,
@@ -77,7 +77,7 @@ class PerformanceHook(MLflowRegistryHook):
         batches = [
             ScoredBatch(
                 run_id=run.info.run_id,
-                scoring_date=str(run.data.tags.get("mlops.logical_date", "")),
+                scoring_date=str(run.data.tags.get(LOGICAL_DATE_TAG, "")),
                 outputs=_json_dict(run.data.tags.get(OUTPUTS_TAG)),
                 versions={str(k): str(v) for k, v in _json_dict(run.data.tags.get(VERSIONS_TAG)).items()},
             )

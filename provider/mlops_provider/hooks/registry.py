@@ -25,6 +25,7 @@ from typing import Any
 
 from mlops_provider.core import lineage, monitoring
 from mlops_provider.core.gate import (
+    CHALLENGER_ALIAS,
     HISTORY_TAG,
     PREVIOUS_ALIAS,
     AliasMove,
@@ -35,7 +36,6 @@ from mlops_provider.core.gate import (
     request_tag,
     rollback_summary,
 )
-from mlops_provider.core.judgement import CHALLENGER
 from mlops_provider.exceptions import InvalidInputError, MLflowRequestError, MLflowUnavailableError
 from mlops_provider.hooks.mlflow import error_code, is_mlflow_error
 from mlops_provider.hooks.models import COMPLETE_TAG, MLflowModelHook
@@ -297,7 +297,7 @@ class MLflowRegistryHook(MLflowModelHook):
         if current == move.target:
             return  # already there (a retry): nothing to move or record
         lock.ensure_held()
-        if move.origin is not None and alias not in (PREVIOUS_ALIAS, CHALLENGER):  # champions only
+        if move.origin is not None and alias not in (PREVIOUS_ALIAS, CHALLENGER_ALIAS):  # champions only
             client.set_registered_model_alias(name, PREVIOUS_ALIAS, move.origin)
         client.set_registered_model_alias(name, alias, move.target)
         after = self.alias_version(name, alias)

@@ -175,11 +175,14 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
                 if joined is None
                 else live_metrics(joined, task_type=self.task_type_name, metrics=settings["metrics"])
             )
-        judgement = self._judge(joined, live, champion, settings)
-        summary = self._summary(judgement, live, issues, champion, (start, end), len(batches))
+        served = champion_alias(live, self.alias, champion)  # whose live rows are the champion's
+        judgement = self._judge(joined, live, champion, served, settings)
+        summary = self._summary(judgement, live, issues, champion, served, (start, end), len(batches))
         summary["left_out"] = reader.summary()  # files a record or the labels folder does not vouch for
         self._act(context, judgement, summary)
-        summary["monitoring_run_id"] = self._record(context, judgement, summary, live, issues)
+        summary["monitoring_run_id"] = self._record(
+            context, judgement, summary, live[served] if served else None, live, issues
+        )
         tags = live_version_tags(summary, datetime.now(UTC))  # the reason on the version it judged
         self.hook.set_version_tags(name, champion, tags)
         summary["event"] = judgement.event and summary["action"] != "none"  # not when the move was cancelled
@@ -247,16 +250,21 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
                 id_column=self.id_column,
                 task_type=self.task_type_name,
                 where=reader.resolve(self.labels_uri),
+                served_alias=self.alias,
             )
         return joined, issues, reader
 
     def _judge(
-        self, joined: pd.DataFrame | None, live: dict[str, Any], champion: str, settings: dict[str, Any]
+        self,
+        joined: pd.DataFrame | None,
+        live: dict[str, Any],
+        champion: str,
+        served: str | None,
+        settings: dict[str, Any],
     ) -> Judgement:
         from mlops_provider.core.feedback import paired_metrics
         from mlops_provider.core.judgement import CHALLENGER, PREVIOUS, judge
 
-        served = champion_alias(live, self.alias, champion)
         entry = live[served] if served else None
         paired = {}
         for other in (PREVIOUS, CHALLENGER):
@@ -299,10 +307,10 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
         live: dict[str, Any],
         issues: Any,
         champion: str,
+        served: str | None,
         span: tuple[datetime, datetime],
         batches: int,
     ) -> dict[str, Any]:
-        served = champion_alias(live, self.alias, champion)
         entry = live[served] if served else {}
         return {
             "model_name": self.model_name,
@@ -356,18 +364,18 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
         context: Context,
         judgement: Judgement,
         summary: dict[str, Any],
+        champion: dict[str, Any] | None,
         live: dict[str, Any],
         issues: Any,
     ) -> str:
         from mlops_provider.core.performance import performance_record
 
-        served = champion_alias(live, self.alias, summary["champion_version"])
         record = performance_record(
             model=self.model_name,
             status=judgement.status,
             action=summary["action"],
             reason=summary["reason"],
-            champion=live[served] if served else None,
+            champion=champion,
             aliases=live,
             labels=issues.as_dict(),
             identity=lineage.task_identity(context),

@@ -172,6 +172,29 @@ def test_unlabelled_counts_served_predictions_only():
     assert issues.examples["unlabelled_predictions"] == ["2"]
 
 
+def test_unlabelled_counts_the_configured_served_alias():
+    preds = pd.concat(
+        [
+            predictions([1, 2, 3], ["rain", "sun", "sun"], alias="production"),
+            predictions([1, 2, 3], ["sun", "sun", "sun"], alias="previous_champion"),
+        ]
+    )
+    where = "preds.parquet + labels"
+    _, issues = join_labels(
+        preds,
+        labels([1], ["rain"]),
+        id_column="id",
+        task_type="classification",
+        where=where,
+        served_alias="production",
+    )
+    assert issues.unlabelled_predictions == 2  # ids 2 and 3 served under @production
+    _, default = join_labels(
+        preds, labels([1], ["rain"]), id_column="id", task_type="classification", where=where
+    )
+    assert default.unlabelled_predictions == 0  # under the default served alias nothing was served
+
+
 def test_a_row_scored_again_keeps_the_latest_batch():
     preds = pd.concat(
         [
