@@ -338,9 +338,8 @@ def join_labels(
     The labelled predictions: ``[id, label, prediction, model_version, alias, scoring_date, proba_*]``,
     one row per (id, version, alias) with its latest scoring date (a UTC timestamp), and the issues.
     ``labels`` has :func:`~mlops_provider.core.feedback.prepare_labels`'s shape; ``where`` names both
-    sources in errors; ``served_alias`` is the alias whose predictions were the answers (the others
-    were scored in shadow), for the count of served predictions still waiting for a label. The id column holds the normalised ids; classification labels, predictions and
-    proba column suffixes are text (``str(class)``, whole numbers without ``.0``).
+    sources in errors; ``served_alias``'s rows were the answers (the others shadow). Ids are normalised;
+    labels, predictions and proba suffixes are text (``str(class)``, whole numbers without ``.0``).
     """
     import numpy as np
     import pandas as pd
