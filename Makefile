@@ -85,4 +85,4 @@ bench: install
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf .airflow .airflow-test .mlflow .mlops $(VENV)
+	rm -rf .airflow .airflow-gw* .airflow-test .airflow-test-* .mlflow .mlops $(VENV)

@@ -12,8 +12,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Set before anything imports airflow.
-os.environ.setdefault("AIRFLOW_HOME", str(ROOT / ".airflow-test"))
+# Set before anything imports airflow. Each pytest-xdist worker has its own (one SQLite metadata DB each).
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+os.environ.setdefault(
+    "AIRFLOW_HOME", str(ROOT / (f".airflow-test-{_WORKER}" if _WORKER else ".airflow-test"))
+)
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor"

@@ -109,6 +109,7 @@ def loop(dags_folder: Path, mlflow_store: Path) -> SimpleNamespace:
     for sub in ("train", "batches", "labels"):
         (configs / "data" / sub).mkdir(parents=True)
     shutil.copy(ROOT / "dags" / "mlops_dags.py", dags_folder / "mlops_dags.py")
+    shutil.copy(ROOT / "dags" / "weather_kpis.py", dags_folder / "weather_kpis.py")  # its custom metric
     # the repo's suite as it is: batches lack the label, so validate_current leaves its label checks out
     shutil.copy(ROOT / "dags" / "configs" / "seattle_weather" / "suite.json", configs / "suite.json")
     frame = weather()

@@ -28,6 +28,7 @@ def model_dags(dags_folder: Path, mlflow_store: Path) -> dict:
     configs = dags_folder / "configs"
     (configs / "data").mkdir(parents=True)
     shutil.copy(ROOT / "dags" / "mlops_dags.py", dags_folder / "mlops_dags.py")
+    shutil.copy(ROOT / "dags" / "weather_kpis.py", dags_folder / "weather_kpis.py")  # its custom metric
     frame = vega.seattle_weather()
     frame["date"] = pd.to_datetime(frame["date"]).dt.strftime("%Y-%m-%d")
     frame.iloc[:500].to_csv(configs / "data" / "train.csv", index=False)

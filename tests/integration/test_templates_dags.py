@@ -59,6 +59,7 @@ def model_dags(dags_folder: Path, mlflow_store: Path):
     (configs / "data" / "train").mkdir(parents=True)
     (configs / "data" / "batches").mkdir(parents=True)
     shutil.copy(ROOT / "dags" / "mlops_dags.py", dags_folder / "mlops_dags.py")
+    shutil.copy(ROOT / "dags" / "weather_kpis.py", dags_folder / "weather_kpis.py")  # its custom metric
     shutil.copy(ROOT / "dags" / "configs" / "seattle_weather" / "suite.json", configs / "suite.json")
     frame = weather()
     months(frame, (2012, 2013), (10, 11, 12, 1, 2, 3, 4)).to_csv(

@@ -35,6 +35,7 @@ def retrain(dags_folder: Path, mlflow_store: Path):
     for folder in ("data/train", "data/extra", "data/train2"):
         (configs / folder).mkdir(parents=True)
     shutil.copy(ROOT / "dags" / "mlops_dags.py", dags_folder / "mlops_dags.py")
+    shutil.copy(ROOT / "dags" / "weather_kpis.py", dags_folder / "weather_kpis.py")  # its custom metric
     shutil.copy(ROOT / "dags" / "configs" / "seattle_weather" / "suite.json", configs / "suite.json")
     cold, warm = weather((10, 11, 12, 1, 2, 3, 4)), weather((5, 6, 7, 8, 9))
     cold.to_csv(configs / "data" / "train" / "cold.csv", index=False)

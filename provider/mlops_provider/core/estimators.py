@@ -18,12 +18,21 @@ and the config key ``training.estimator``:
 4. **Params** (:func:`check_params`): bound to the constructor's or factory's signature, without a call.
 5. **Build** (:func:`build_estimator`, ``execute()`` only): the class is instantiated or the factory
    called; a factory must return an estimator.
+
+XGBoost and LightGBM are optional (the provider's ``xgboost``/``lightgbm`` extras): a path into one that
+is not installed fails naming the key and the extra. Their estimators get what scikit-learn's own have
+by default (:func:`library_defaults`, :func:`encode_labels`): ``n_jobs`` left unset is 1 (theirs means
+every core, and the thread count changes the fitted model), LightGBM's log is quiet unless ``verbose``
+is given, and an XGBoost classifier fits on the labels' codes 0..n-1 inside a one-member soft
+``VotingClassifier`` (scikit-learn's own label encoding: ``predict`` gives the original labels and
+``classes_`` lists them; ``predict_proba`` is XGBoost's own).
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -33,6 +42,12 @@ from typing import Any
 from mlops_provider.core.errors import InvalidInputError
 
 LIBRARY_PREFIXES = ("sklearn", "xgboost", "lightgbm")
+# The optional libraries and the provider extra that installs each.
+OPTIONAL_LIBRARIES = {"xgboost": "xgboost", "lightgbm": "lightgbm"}
+# Libraries whose n_jobs=None means every core (scikit-learn's means one job).
+ALL_CORES_BY_DEFAULT = ("xgboost", "lightgbm")
+# Classifiers from these modules fit only labels 0..n-1 (XGBoost's): trained through encode_labels.
+CODED_LABEL_MODULES = ("xgboost",)
 CONFIG_KEY = "training.estimator"
 ALLOWED_MODULES_KEY = "training.allowed_modules"
 # Never factory modules: the standard library, the estimator libraries, the orchestration stack.
@@ -114,7 +129,15 @@ def parse_path(path: Any, allowed_modules: Iterable[str] | None = ()) -> Estimat
 def _import(spec: EstimatorPath) -> Any:
     try:
         obj: Any = importlib.import_module(spec.module)
-    except ImportError as err:
+    except (ImportError, OSError) as err:  # OSError: a library whose native part cannot load (libgomp)
+        top = spec.module.split(".")[0]
+        failed = str(getattr(err, "name", "") or "")  # the module that did not import
+        if top in OPTIONAL_LIBRARIES and (isinstance(err, OSError) or _under(failed, top)):
+            raise EstimatorError(
+                f"estimator {spec.text!r} ({CONFIG_KEY}) needs {top}, which is not installed or does not "
+                f"load here ({err}); install it on every worker: "
+                f"pip install 'airflow-provider-mlops[{OPTIONAL_LIBRARIES[top]}]'"
+            ) from None
         raise EstimatorError(
             f"estimator {spec.text!r} ({CONFIG_KEY}): module {spec.module!r} does not import ({err})"
         ) from None
@@ -178,8 +201,13 @@ def resolve(path: Any, allowed_modules: Iterable[str] | None = ()) -> Any:
 
 
 def check_params(obj: Any, path: str, params: Mapping[str, Any] | None) -> None:
-    """``params`` fit the class's constructor or the factory's signature (nothing is called)."""
+    """``params`` fit the class's constructor or the factory's signature (nothing is called); none is NaN."""
     params = dict(params or {})
+    not_numbers = sorted(k for k, v in params.items() if isinstance(v, float) and math.isnan(v))
+    if not_numbers:  # XGBoost would train with a NaN learning_rate and predict NaN
+        raise EstimatorError(
+            f"estimator {path!r}: param(s) {', '.join(map(repr, not_numbers))} are NaN", key="training.params"
+        )
     try:
         signature = inspect.signature(obj)
     except (TypeError, ValueError):  # no signature available: the call will judge
@@ -233,3 +261,73 @@ def build_estimator(
 def import_object(path: Any, allowed_modules: Iterable[str] | None = ()) -> Any:
     """The object ``path`` names, imported only from an allowed module (see :func:`parse_path`)."""
     return _import(parse_path(path, allowed_modules))
+
+
+def _library_of(obj: Any, libraries: Iterable[str]) -> bool:
+    return any(_under(type(obj).__module__, lib) for lib in libraries)
+
+
+def _estimators_in(estimator: Any) -> list[Any]:
+    """``estimator`` and every estimator among its nested params (Pipeline steps, ensemble members)."""
+    found = [estimator]
+    get_params = getattr(estimator, "get_params", None)
+    if callable(get_params):
+        found += [v for v in get_params(deep=True).values() if is_estimator(v) and not inspect.isclass(v)]
+    return found
+
+
+def library_defaults(estimator: Any) -> dict[str, Any]:
+    """
+    XGBoost/LightGBM estimators (also nested) with ``n_jobs`` left unset get ``n_jobs=1``, scikit-learn's
+    default (theirs is every core: a worker running several tasks is oversubscribed, and the thread count
+    changes the model, so a retry on another machine would fit a different one); LightGBM's, without
+    ``verbose``/``verbosity``, ``verbose=-1`` (else it writes a line per tree that cannot split). Returns
+    what was set, by class name.
+    """
+    applied: dict[str, Any] = {}
+    for member in _estimators_in(estimator):
+        if not _library_of(member, ALL_CORES_BY_DEFAULT):
+            continue
+        params = member.get_params(deep=False)
+        changes: dict[str, Any] = {}
+        if "n_jobs" in params and params["n_jobs"] is None:
+            changes["n_jobs"] = 1
+        if _library_of(member, ("lightgbm",)) and not {"verbose", "verbosity"} & set(params):
+            changes["verbose"] = -1
+        if changes:
+            member.set_params(**changes)
+            applied[type(member).__name__] = changes
+    return applied
+
+
+def needs_coded_labels(estimator: Any) -> bool:
+    """A classifier that fits only labels 0..n-1 (XGBoost's), not yet wrapped."""
+    from sklearn.base import is_classifier
+
+    return _library_of(estimator, CODED_LABEL_MODULES) and is_classifier(estimator)
+
+
+def encode_labels(estimator: Any) -> Any:
+    """
+    ``estimator`` able to fit any labels: an XGBoost classifier (or a Pipeline ending in one) has it
+    wrapped in a one-member soft ``VotingClassifier``, which fits it on the labels' codes and answers
+    with the original labels (``classes_``, ``predict``); its probabilities are the member's own. Any
+    other estimator is returned as it is.
+    """
+    from sklearn.ensemble import VotingClassifier
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(estimator, Pipeline) and estimator.steps:
+        name, last = estimator.steps[-1]
+        wrapped = encode_labels(last)
+        if wrapped is not last:
+            estimator.set_params(**{name: wrapped})
+        return estimator
+    if not needs_coded_labels(estimator):
+        return estimator
+    return VotingClassifier([(type(estimator).__name__.lower(), estimator)], voting="soft")
+
+
+def is_library_error(err: BaseException) -> bool:
+    """An error XGBoost or LightGBM raises for its input (bad params, data it refuses)."""
+    return _library_of(err, ALL_CORES_BY_DEFAULT)

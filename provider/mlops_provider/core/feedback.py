@@ -1,16 +1,12 @@
 """The closed loop's arithmetic: which batches count, live metrics, live vs holdout. No Airflow, no MLflow.
 
-Ground truth arrives late. The scoring operator writes one prediction file per batch (the vocabulary
-below); the performance monitor reads the prediction files scored in a window, joins the labels that
-have arrived (:mod:`mlops_provider.core.feedback_join`) and computes here:
+Ground truth arrives late. Scoring writes a prediction file per batch (the vocabulary below); the
+performance monitor joins the labels that have arrived (:mod:`.feedback_join`) and computes here:
 
-* :func:`window` / :func:`scoring_in_window`: batches whose scoring date lies in
-  ``(monitor_date - days, monitor_date]``; the same monitor date always selects the same rows;
-* :func:`live_metrics`: per alias, the metrics of :mod:`mlops_provider.core.metrics` on the labelled
-  rows of the alias's latest version (an alias that served an older version earlier in the window lists
-  it under ``other_versions``, not in the metrics);
+* :func:`window` / :func:`scoring_in_window`: batches scored in ``(monitor_date - days, monitor_date]``;
+* :func:`live_metrics`: per alias, the metrics (built-in and a plan's own) on the labelled rows of the
+  alias's latest version (an older version served earlier in the window is under ``other_versions``);
 * :func:`paired_metrics`: two aliases on the labelled rows both scored (same id, same batch);
-* :func:`degradation`: the live metric against the holdout metric, as gate results.
 
 A prediction file has one row per scored input row: the user's id column, ``row``, ``prediction``,
 ``proba_<class>`` per class (classifiers, in the model's ``classes_`` order, ``<class>`` = ``str(class)``),
@@ -20,18 +16,14 @@ A prediction file has one row per scored input row: the user's id column, ``row`
 
 from __future__ import annotations
 
-import math
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mlops_provider.core.errors import InvalidInputError
-from mlops_provider.core.gate import GateResult
 from mlops_provider.core.metrics import (
     classification_metrics,
-    higher_is_better,
-    is_finite_number,
     metric_names,
     regression_metrics,
 )
@@ -39,6 +31,8 @@ from mlops_provider.core.metrics import (
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+
+    from mlops_provider.core.metric_plan import MetricPlan
 
 ROW_COLUMN = "row"
 PREDICTION_COLUMN = "prediction"
@@ -230,8 +224,8 @@ def scoring_in_window(
 # -- live metrics ------------------------------------------------------------------------------------
 
 
-def _wanted(task_type: str, metrics: Sequence[str] | None) -> tuple[str, ...]:
-    names = metric_names(task_type)
+def _wanted(task_type: str, metrics: Sequence[str] | None, plan: MetricPlan | None) -> tuple[str, ...]:
+    names = plan.names if plan is not None else metric_names(task_type)
     if metrics is None:
         return names
     unknown = [m for m in metrics if m not in names]
@@ -282,7 +276,10 @@ def _encoded(true: pd.Series, pred: pd.Series, classes: Sequence[str] | None) ->
     return codes[0], codes[1]
 
 
-def _report(rows: pd.DataFrame, task_type: str, wanted: Sequence[str]) -> dict[str, float | None]:
+def _report(
+    rows: pd.DataFrame, task_type: str, wanted: Sequence[str], plan: MetricPlan | None = None
+) -> dict[str, float | None]:
+    """The ``wanted`` metrics of ``rows``; a plan's custom metrics get ``X=None`` (no features here)."""
     if rows.empty:
         return {}
     if task_type == "regression":
@@ -295,11 +292,18 @@ def _report(rows: pd.DataFrame, task_type: str, wanted: Sequence[str]) -> dict[s
         true, pred = _encoded(as_text[0], as_text[1], classes)
         codes = list(range(len(classes))) if classes is not None else None
         report = classification_metrics(true, pred, proba, codes)
+    if plan is not None and set(plan.extra_names) & set(wanted):
+        proba, _ = _probabilities(rows)
+        report.add(*plan.values(rows[LABEL_COLUMN].to_numpy(), rows[PREDICTION_COLUMN].to_numpy(), proba))
     return {name: report.values[name] for name in wanted if name in report.values}
 
 
 def live_metrics(
-    joined: pd.DataFrame, *, task_type: str, metrics: Sequence[str] | None = None
+    joined: pd.DataFrame,
+    *,
+    task_type: str,
+    metrics: Sequence[str] | None = None,
+    plan: MetricPlan | None = None,
 ) -> dict[str, dict[str, Any]]:
     """
     Per alias: ``{"version", "labels", "metrics", "other_versions"}``, metrics on the labelled rows of
@@ -307,7 +311,7 @@ def live_metrics(
     earlier in the window as ``[{"version", "labels"}]``, left out of the metrics. Classification
     compares labels and predictions as text; ``roc_auc`` and ``log_loss`` need a probability on every row.
     """
-    wanted = _wanted(task_type, metrics)
+    wanted = _wanted(task_type, metrics, plan)
     result: dict[str, dict[str, Any]] = {}
     for alias, rows in joined.groupby(ALIAS_COLUMN, sort=True, observed=True):
         version = latest_version(rows)
@@ -317,7 +321,7 @@ def live_metrics(
         result[str(alias)] = {
             "version": version,
             "labels": len(current),
-            "metrics": _report(current, task_type, wanted),
+            "metrics": _report(current, task_type, wanted, plan),
             "other_versions": [o for o in others if o["version"] != version],
         }
     return result
@@ -331,13 +335,14 @@ def paired_metrics(
     task_type: str,
     metrics: Sequence[str] | None = None,
     id_column: str | None = None,
+    plan: MetricPlan | None = None,
 ) -> dict[str, Any]:
     """
     ``{"rows": n, a: {metrics}, b: {metrics}, "versions": {a: v, b: v}}`` on the labelled rows scored
     under both aliases in the same batch (same id, same scoring date), each alias's latest version.
     ``id_column`` defaults to the joined frame's first column (where :func:`join_labels` puts it).
     """
-    wanted = _wanted(task_type, metrics)
+    wanted = _wanted(task_type, metrics, plan)
     key = [id_column or str(joined.columns[0]), SCORING_DATE_COLUMN]
     sides = []
     for alias in (a, b):
@@ -347,45 +352,7 @@ def paired_metrics(
     shared = sides[0][1].index.intersection(sides[1][1].index)
     return {
         "rows": len(shared),
-        a: _report(sides[0][1].loc[shared], task_type, wanted),
-        b: _report(sides[1][1].loc[shared], task_type, wanted),
+        a: _report(sides[0][1].loc[shared], task_type, wanted, plan),
+        b: _report(sides[1][1].loc[shared], task_type, wanted, plan),
         "versions": {a: sides[0][0], b: sides[1][0]},
     }
-
-
-# -- live vs holdout ---------------------------------------------------------------------------------
-
-
-def degradation(
-    live: Mapping[str, float | None],
-    holdout: Mapping[str, float | None],
-    degrade: Mapping[str, Mapping[str, float]],
-) -> list[GateResult]:
-    """
-    One ``degrade`` gate per metric of ``degrade`` (``{metric: {max_drop: x}}``): the drop from the
-    holdout value to the live value in the worse direction must be ``<= max_drop``. A metric missing or
-    not finite on either side passes, saying so: no alarm without evidence.
-    """
-    results: list[GateResult] = []
-    for metric, spec in degrade.items():
-        max_drop = spec.get("max_drop") if isinstance(spec, Mapping) else None
-        if not is_finite_number(max_drop):
-            raise InvalidInputError(
-                f"feedback.degrade.{clip_text(str(metric))}.max_drop must be a number, got {clip(spec)}"
-            )
-        max_drop = float(max_drop)
-        now, before = live.get(metric), holdout.get(metric)
-        if not is_finite_number(now) or not is_finite_number(before):
-            whose, value = ("live", now) if not is_finite_number(now) else ("holdout", before)
-            detail = f"{metric} could not be computed on the {whose} data ({clip(value)}): not checked"
-            results.append(GateResult("degrade", metric, None, max_drop, True, detail))
-            continue
-        better = higher_is_better(metric)
-        drop = float(before) - float(now) if better else float(now) - float(before)
-        passed = drop <= max_drop or math.isclose(drop, max_drop)  # 0.85 - 0.80 is 0.0500...04
-        detail = (
-            f"{metric}: live {float(now):.6g} vs holdout {float(before):.6g} "
-            f"({'higher' if better else 'lower'} is better), drop {drop:.6g} <= {max_drop:g}: {passed}"
-        )
-        results.append(GateResult("degrade", metric, drop, max_drop, passed, detail))
-    return results

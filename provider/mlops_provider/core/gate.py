@@ -10,9 +10,11 @@ Gate configuration (the config file's ``evaluation`` section)::
     vs_champion: {metric: {min_delta: d}}            # least improvement over the champion
     slices:      {column: c, max_gap: {metric: g}}   # largest allowed gap between two slices
 
-For ``rmse``, ``mae`` and ``log_loss`` lower is better: the improvement is ``champion - challenger``;
-for the others it is ``challenger - champion``. A negative ``min_delta`` tolerates a small loss.
-A metric that is missing, NaN or infinite fails every gate that reads it.
+For ``rmse``, ``mae``, ``log_loss`` and ``expected_cost`` lower is better: the improvement is
+``champion - challenger``; for the others it is ``challenger - champion`` (a custom metric says which,
+``directions``). A negative ``min_delta`` tolerates a small loss. A metric that is missing, NaN or
+infinite fails every gate that reads it; a custom metric whose function failed is a failed gate of its
+own (``metric_error``), read or not.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class GateConfigError(InvalidInputError):
 
 @dataclass
 class GateResult:
-    gate: str  # threshold_min | threshold_max | vs_champion | slice_gap
+    gate: str  # metric_error | threshold_min | threshold_max | vs_champion | slice_gap | robustness
     metric: str
     value: float | None
     threshold: float | None
@@ -74,8 +76,8 @@ def _number(value: Any, where: str) -> float:
     return float(value)
 
 
-def _check_metric(metric: Any, task_type: str, where: str) -> str:
-    names = metric_names(task_type)
+def _check_metric(metric: Any, task_type: str, where: str, extra: tuple[str, ...] = ()) -> str:
+    names = metric_names(task_type) + extra
     if metric not in names:
         raise GateConfigError(
             f"{where}: unknown metric {metric!r} for {task_type}; expected one of {', '.join(names)}"
@@ -88,8 +90,12 @@ def validate_config(
     thresholds: Mapping[str, Any] | None,
     vs_champion: Mapping[str, Any] | None,
     slices: Mapping[str, Any] | None,
+    extra_metrics: tuple[str, ...] = (),
 ) -> None:
-    """Raise GateConfigError naming the key at fault; returns None when the configuration is usable."""
+    """
+    Raise GateConfigError naming the key at fault; returns None when the configuration is usable.
+    ``extra_metrics``: the custom metric names (and ``expected_cost``) the gates may read too.
+    """
     metric_names(task_type)
     for section, spec, allowed in (
         ("thresholds", thresholds, {"min", "max"}),
@@ -100,7 +106,7 @@ def validate_config(
         if not isinstance(spec, Mapping):
             raise GateConfigError(f"{section} must be a mapping of metric -> bounds, got {spec!r}")
         for metric, bounds in spec.items():
-            _check_metric(metric, task_type, section)
+            _check_metric(metric, task_type, section, extra_metrics)
             if not isinstance(bounds, Mapping) or not bounds:
                 raise GateConfigError(
                     f"{section}.{metric} must be a mapping with {sorted(allowed)}, got {bounds!r}"
@@ -124,7 +130,7 @@ def validate_config(
         if not isinstance(gaps, Mapping):
             raise GateConfigError(f"slices.max_gap must be a mapping of metric -> gap, got {gaps!r}")
         for metric, gap in gaps.items():
-            _check_metric(metric, task_type, "slices.max_gap")
+            _check_metric(metric, task_type, "slices.max_gap", extra_metrics)
             if _number(gap, f"slices.max_gap.{metric}") < 0:
                 raise GateConfigError(f"slices.max_gap.{metric} must be >= 0, got {gap!r}")
 
@@ -143,15 +149,22 @@ def evaluate_gates(
     vs_champion: Mapping[str, Any] | None = None,
     slices: Mapping[str, Mapping[str, Any]] | None = None,
     max_gap: Mapping[str, Any] | None = None,
+    directions: Mapping[str, bool] | None = None,
+    metric_errors: Mapping[str, str] | None = None,
 ) -> list[GateResult]:
     """
     One result per configured check. ``champion=None`` means there is no champion: ``vs_champion``
     checks are not evaluated (the first-run policy decides). ``slices`` are the challenger's per-slice
-    reports (from :func:`mlops_provider.core.metrics.slice_metrics`).
+    reports (from :func:`mlops_provider.core.metrics.slice_metrics`). ``directions``: whether higher is
+    better, for custom metrics; ``metric_errors``: custom metrics whose function failed, and why.
     """
-    results = _threshold_results(challenger, thresholds or {})
+    results = [
+        GateResult("metric_error", name, None, None, False, f"custom metric {name}: {error}")
+        for name, error in (metric_errors or {}).items()
+    ]
+    results += _threshold_results(challenger, thresholds or {})
     if champion is not None:
-        results += _champion_results(challenger, champion, vs_champion or {})
+        results += _champion_results(challenger, champion, vs_champion or {}, directions or {})
     return results + _slice_results(slices or {}, max_gap or {})
 
 
@@ -180,7 +193,10 @@ def _threshold_results(challenger: Mapping[str, Any], thresholds: Mapping[str, A
 
 
 def _champion_results(
-    challenger: Mapping[str, Any], champion: Mapping[str, Any], vs_champion: Mapping[str, Any]
+    challenger: Mapping[str, Any],
+    champion: Mapping[str, Any],
+    vs_champion: Mapping[str, Any],
+    directions: Mapping[str, bool],
 ) -> list[GateResult]:
     results: list[GateResult] = []
     for metric, spec in vs_champion.items():
@@ -193,9 +209,10 @@ def _champion_results(
                 GateResult("vs_champion", metric, None, min_delta, False, _missing(metric, bad, whose))
             )
             continue
-        improvement = float(new) - float(old) if higher_is_better(metric) else float(old) - float(new)
+        better = directions.get(metric, higher_is_better(metric))
+        improvement = float(new) - float(old) if better else float(old) - float(new)
         passed = improvement >= min_delta
-        direction = "higher" if higher_is_better(metric) else "lower"
+        direction = "higher" if better else "lower"
         detail = (
             f"{metric}: challenger {float(new):.6g} vs champion {float(old):.6g} ({direction} is better), "
             f"improvement {improvement:.6g} >= {min_delta:g}: {passed}"
@@ -205,10 +222,13 @@ def _champion_results(
 
 
 def compare_to_champion(
-    challenger: Mapping[str, Any], champion: Mapping[str, Any], vs_champion: Mapping[str, Any]
+    challenger: Mapping[str, Any],
+    champion: Mapping[str, Any],
+    vs_champion: Mapping[str, Any],
+    directions: Mapping[str, bool] | None = None,
 ) -> list[GateResult]:
     """The ``vs_champion`` gates alone (the same rules as :func:`evaluate_gates`), e.g. on live metrics."""
-    return _champion_results(challenger, champion, vs_champion)
+    return _champion_results(challenger, champion, vs_champion, directions or {})
 
 
 def _slice_results(slices: Mapping[str, Mapping[str, Any]], max_gap: Mapping[str, Any]) -> list[GateResult]:

@@ -8,13 +8,14 @@ challenger's promotion or refusal like a gate decision.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops_provider.core.errors import InvalidInputError
-from mlops_provider.core.feedback import degradation
+from mlops_provider.core.feedback import clip, clip_text
 from mlops_provider.core.gate import (
     CHALLENGER_ALIAS,
     PREVIOUS_ALIAS,
@@ -25,6 +26,9 @@ from mlops_provider.core.gate import (
 )
 from mlops_provider.core.metrics import TASK_TYPES, higher_is_better, is_finite_number, metric_names
 from mlops_provider.core.monitoring import finite, iso_utc
+
+if TYPE_CHECKING:
+    from mlops_provider.core.metric_plan import MetricPlan
 
 PREVIOUS = PREVIOUS_ALIAS
 CHALLENGER = CHALLENGER_ALIAS
@@ -56,11 +60,13 @@ def _rules(vs_champion: Mapping[str, Any], primary: str, tolerate: bool = True) 
     return {m: {"min_delta": max(0.0, float(spec["min_delta"]))} for m, spec in rules.items()}
 
 
-def _strictly_better(new: Mapping[str, Any], old: Mapping[str, Any], metric: str) -> bool:
+def _strictly_better(
+    new: Mapping[str, Any], old: Mapping[str, Any], metric: str, directions: Mapping[str, bool]
+) -> bool:
     a, b = finite(new.get(metric)), finite(old.get(metric))
     if a is None or b is None:
         return False
-    return a > b if higher_is_better(metric) else a < b
+    return a > b if directions.get(metric, higher_is_better(metric)) else a < b
 
 
 def _compare(
@@ -70,9 +76,46 @@ def _compare(
     vs_champion: Mapping[str, Any],
     primary: str,
     tolerate: bool = True,
+    directions: Mapping[str, bool] | None = None,
 ) -> list[GateResult]:
     rules = _rules(vs_champion, primary, tolerate)
-    return compare_to_champion(paired.get(other) or {}, paired.get(alias) or {}, rules)
+    return compare_to_champion(paired.get(other) or {}, paired.get(alias) or {}, rules, directions)
+
+
+def degradation(
+    live: Mapping[str, float | None],
+    holdout: Mapping[str, float | None],
+    degrade: Mapping[str, Mapping[str, float]],
+    directions: Mapping[str, bool] | None = None,
+) -> list[GateResult]:
+    """
+    One ``degrade`` gate per metric of ``degrade`` (``{metric: {max_drop: x}}``): the drop from the
+    holdout value to the live value in the worse direction must be ``<= max_drop``. A metric missing or
+    not finite on either side passes, saying so: no alarm without evidence.
+    """
+    results: list[GateResult] = []
+    for metric, spec in degrade.items():
+        max_drop = spec.get("max_drop") if isinstance(spec, Mapping) else None
+        if not is_finite_number(max_drop):
+            raise InvalidInputError(
+                f"feedback.degrade.{clip_text(str(metric))}.max_drop must be a number, got {clip(spec)}"
+            )
+        max_drop = float(max_drop)
+        now, before = live.get(metric), holdout.get(metric)
+        if not is_finite_number(now) or not is_finite_number(before):
+            whose, value = ("live", now) if not is_finite_number(now) else ("holdout", before)
+            detail = f"{metric} could not be computed on the {whose} data ({clip(value)}): not checked"
+            results.append(GateResult("degrade", metric, None, max_drop, True, detail))
+            continue
+        better = (directions or {}).get(metric, higher_is_better(metric))
+        drop = float(before) - float(now) if better else float(now) - float(before)
+        passed = drop <= max_drop or math.isclose(drop, max_drop)  # 0.85 - 0.80 is 0.0500...04
+        detail = (
+            f"{metric}: live {float(now):.6g} vs holdout {float(before):.6g} "
+            f"({'higher' if better else 'lower'} is better), drop {drop:.6g} <= {max_drop:g}: {passed}"
+        )
+        results.append(GateResult("degrade", metric, drop, max_drop, passed, detail))
+    return results
 
 
 def judge(
@@ -102,7 +145,8 @@ def judge(
             reason=f"{labels} labelled row(s) for @{alias}, fewer than min_labels {settings['min_labels']}",
         )
         return _challenger_step(found, alias, paired_challenger, settings) if champion else found
-    degrade = degradation(champion.get("metrics") or {}, holdout, settings["degrade"])
+    directions = settings.get("directions") or {}
+    degrade = degradation(champion.get("metrics") or {}, holdout, settings["degrade"], directions)
     dropped = [g for g in degrade if not g.passed]
     status = "degraded" if dropped else "ok"
     found = Judgement(status, degrade=degrade, reason=_status_reason(alias, champion, labels, dropped))
@@ -112,9 +156,9 @@ def judge(
         and paired_previous.get("rows", 0) >= int(settings["min_labels"])
     ):
         rules, primary = settings["vs_champion"], settings["primary_metric"]
-        gates = _compare(paired_previous, PREVIOUS, alias, rules, primary, tolerate=False)
+        gates = _compare(paired_previous, PREVIOUS, alias, rules, primary, False, directions)
         better = _strictly_better(
-            paired_previous.get(PREVIOUS) or {}, paired_previous.get(alias) or {}, settings["primary_metric"]
+            paired_previous.get(PREVIOUS) or {}, paired_previous.get(alias) or {}, primary, directions
         )
         if gates and all(g.passed for g in gates) and better:
             found.action, found.gates, found.paired_rows = "rollback", gates, int(paired_previous["rows"])
@@ -151,7 +195,8 @@ def _challenger_step(
             f"; @{CHALLENGER} (version {version}) stays in shadow: {rows} of {needed} labelled rows"
         )
         return found
-    gates = _compare(paired, CHALLENGER, alias, settings["vs_champion"], settings["primary_metric"])
+    rules, primary = settings["vs_champion"], settings["primary_metric"]
+    gates = _compare(paired, CHALLENGER, alias, rules, primary, True, settings.get("directions"))
     found.gates, found.paired_rows, found.target_version = gates, rows, version
     if all(g.passed for g in gates):
         found.action = "promote"
@@ -181,17 +226,15 @@ def _count(value: Any, name: str, low: int, high: int) -> int:
     return number
 
 
-def _rule_map(value: Any, name: str, key: str, task_type: str) -> dict[str, dict[str, float]]:
-    """``{metric: {key: number}}`` with metrics of the task; ``None`` is empty."""
+def _rule_map(value: Any, name: str, key: str, names: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """``{metric: {key: number}}`` with metrics among ``names``; ``None`` is empty."""
     value = json_of(value, dict) if isinstance(value, str) else value or {}
     if not isinstance(value, Mapping):
         raise InvalidInputError(f"{name} must be a mapping {{metric: {{{key}: number}}}}, got {value!r}")
     out = {}
     for metric, spec in value.items():
-        if metric not in metric_names(task_type):
-            raise InvalidInputError(
-                f"{name}.{metric}: not a {task_type} metric ({', '.join(metric_names(task_type))})"
-            )
+        if metric not in names:
+            raise InvalidInputError(f"{name}.{metric}: not one of this model's metrics ({', '.join(names)})")
         number = spec.get(key) if isinstance(spec, Mapping) else None
         if not is_finite_number(number) or (key == "max_drop" and number < 0):
             raise InvalidInputError(
@@ -213,11 +256,13 @@ def check_settings(
     rollback: Any,
     mode: Any,
     shadow_min_labels: Any,
+    plan: MetricPlan | None = None,
 ) -> dict[str, Any]:
-    """The performance monitor's arguments checked, each error naming the argument."""
+    """The performance monitor's arguments checked, each error naming the argument. ``plan``: the
+    model's own metrics (custom, expected_cost) besides its task's."""
     if task_type not in TASK_TYPES:
         raise InvalidInputError(f"task_type must be one of {', '.join(TASK_TYPES)}, got {task_type!r}")
-    names = metric_names(task_type)
+    names = plan.names if plan is not None else metric_names(task_type)
     if primary_metric not in names:
         raise InvalidInputError(f"primary_metric {primary_metric!r} is not a {task_type} metric")
     if rollback not in ROLLBACK_MODES:
@@ -232,8 +277,8 @@ def check_settings(
     unknown = [m for m in wanted if m not in names]
     if unknown:
         raise InvalidInputError(f"metrics: {unknown} are not {task_type} metrics")
-    degrade_rules = _rule_map(degrade, "degrade", "max_drop", task_type)
-    rules = _rule_map(vs_champion, "vs_champion", "min_delta", task_type)
+    degrade_rules = _rule_map(degrade, "degrade", "max_drop", names)
+    rules = _rule_map(vs_champion, "vs_champion", "min_delta", names)
     return {
         "metrics": list(dict.fromkeys([*wanted, primary_metric, *degrade_rules, *rules])),
         "primary_metric": primary_metric,
@@ -244,6 +289,8 @@ def check_settings(
         "shadow_min_labels": _count(shadow_min_labels, "shadow_min_labels", 1, 10**9),
         "rollback": rollback,
         "mode": mode,
+        "directions": plan.directions if plan is not None else {},
+        "plan": plan,
     }
 
 

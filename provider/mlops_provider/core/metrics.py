@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 if TYPE_CHECKING:
     import pandas as pd
 
+    from mlops_provider.core.metric_plan import MetricPlan
+
 CLASSIFICATION_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "log_loss")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
-LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss"})
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss", "expected_cost"})  # + the cost matrix's
 # Left out of a report when undefined for the data (see the module docstring); the others always appear.
 OPTIONAL_METRICS = frozenset({"roc_auc", "log_loss"})
 TASK_TYPES = ("classification", "regression")
@@ -58,14 +60,27 @@ def is_finite_number(value: Any) -> TypeGuard[int | float]:
 
 @dataclass
 class MetricReport:
-    """Metric values (``None`` for a non-finite value), the names of non-finite ones, and the row count."""
+    """
+    Metric values (``None`` for a non-finite value), the names of non-finite ones, the row count, and
+    why a custom metric has no value (``errors``: its function raised or returned no finite number).
+    """
 
     values: dict[str, float | None] = field(default_factory=dict)
     non_finite: list[str] = field(default_factory=list)
     rows: int = 0
+    errors: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"metrics": dict(self.values), "non_finite": list(self.non_finite), "rows": self.rows}
+        report = {"metrics": dict(self.values), "non_finite": list(self.non_finite), "rows": self.rows}
+        return report | ({"errors": dict(self.errors)} if self.errors else {})
+
+    def add(self, values: Mapping[str, float | None], errors: Mapping[str, str]) -> None:
+        """Custom metric values (``None``: no finite value) and their errors."""
+        for name, value in values.items():
+            self.values[name] = value
+            if value is None:
+                self.non_finite.append(name)
+        self.errors.update(errors)
 
 
 def _finalise(raw: Mapping[str, float], rows: int) -> MetricReport:
@@ -85,15 +100,26 @@ def _classes_of(model: Any) -> list[Any] | None:
     return list(classes) if classes is not None else None
 
 
-def compute_metrics(model: Any, X: pd.DataFrame, y: pd.Series, task_type: str) -> MetricReport:
-    """Score ``model`` on ``X``/``y``; see the module docstring for which metrics are defined when."""
+def compute_metrics(
+    model: Any, X: pd.DataFrame, y: pd.Series, task_type: str, plan: MetricPlan | None = None
+) -> MetricReport:
+    """
+    Score ``model`` on ``X``/``y``; see the module docstring for which metrics are defined when.
+    With a ``plan``, its custom metrics and expected cost too.
+    """
     metric_names(task_type)
     if len(X) == 0:
         raise ValueError("cannot compute metrics on 0 rows")
     if task_type == "regression":
-        return regression_metrics(y, model.predict(X))
-    predictions, proba = predict_with_proba(model, X)
-    return classification_metrics(y, predictions, proba, _classes_of(model))
+        predictions, proba = model.predict(X), None
+        report = regression_metrics(y, predictions)
+    else:
+        predictions, proba = predict_with_proba(model, X)
+        report = classification_metrics(y, predictions, proba, _classes_of(model))
+    if plan is not None and plan.extra_names:
+        plan.check_classes(_classes_of(model))
+        report.add(*plan.values(y, predictions, proba, X))
+    return report
 
 
 # Classifiers whose predict() is the class of highest predict_proba() (the same scores through a
@@ -132,6 +158,9 @@ def predict_with_proba(model: Any, X: pd.DataFrame) -> tuple[Any, Any | None]:
             proba = model.predict_proba(X)
         except (AttributeError, NotImplementedError):  # e.g. SVC(probability=False)
             proba = None
+    if isinstance(proba, np.ndarray) and proba.ndim == 2 and proba.dtype == np.float32:
+        proba = proba.astype(float)  # XGBoost's rows sum to 1 within ~1e-7 only: log_loss would warn
+        proba /= proba.sum(axis=1, keepdims=True)
     final = _final_estimator(model)
     classes = getattr(model, "classes_", None)
     exact = f"{type(final).__module__}.{type(final).__qualname__}" in ARGMAX_CLASSIFIERS
@@ -226,7 +255,12 @@ def slice_labels(values: pd.Series) -> pd.Series:
 
 
 def slice_metrics(
-    model: Any, X: pd.DataFrame, y: pd.Series, slice_values: pd.Series, task_type: str
+    model: Any,
+    X: pd.DataFrame,
+    y: pd.Series,
+    slice_values: pd.Series,
+    task_type: str,
+    plan: MetricPlan | None = None,
 ) -> dict[str, dict[str, Any]]:
     """``{slice label: {"rows": n, "metrics": {...}, "non_finite": [...]}}``, slices sorted by label."""
     labels = slice_labels(slice_values.reset_index(drop=True))
@@ -235,7 +269,7 @@ def slice_metrics(
     result: dict[str, dict[str, Any]] = {}
     for label in sorted(labels.unique()):
         mask = (labels == label).to_numpy()
-        report = compute_metrics(model, X.loc[mask], y.loc[mask], task_type)
+        report = compute_metrics(model, X.loc[mask], y.loc[mask], task_type, plan)
         result[str(label)] = report.as_dict()
     return result
 

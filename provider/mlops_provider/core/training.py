@@ -11,7 +11,10 @@
   ID-like column is refused, see :mod:`mlops_provider.core.encoding`) and imputes numeric columns with
   their median.
 * Every ``random_state`` parameter left at ``None`` (also inside Pipelines) is set to the seed, so a
-  retry fits the same model.
+  retry fits the same model. XGBoost and LightGBM estimators get ``n_jobs=1`` when it is left unset, and an
+  XGBoost classifier is trained on label codes and answers with the original labels (see
+  :func:`~mlops_provider.core.estimators.library_defaults` and
+  :func:`~mlops_provider.core.estimators.encode_labels`).
 * Rows whose target is missing are dropped (and counted); a classification class with fewer than two
   rows cannot be in both training and holdout and is refused, as is any class that ends up only in the
   holdout.
@@ -26,7 +29,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlops_provider.core.encoding import refuse_id_like
-from mlops_provider.core.estimators import TrainingInputError, build_estimator, import_object
+from mlops_provider.core.estimators import (
+    TrainingInputError,
+    build_estimator,
+    encode_labels,
+    import_object,
+    is_library_error,
+    library_defaults,
+)
 from mlops_provider.core.metrics import metric_names
 
 if TYPE_CHECKING:
@@ -235,6 +245,8 @@ def train(frame: pd.DataFrame, spec: TrainingSpec, where: str = "training data")
         raise TrainingInputError(f"random_state must be an integer, got {spec.random_state!r}")
     frame, features, dropped = prepare_frame(frame, spec, where)
     estimator = build_estimator(spec.estimator, spec.params, spec.allowed_modules)
+    if spec.task_type == "classification":
+        estimator = encode_labels(estimator)
     train_rows, holdout_rows = split(frame, spec)
     X = train_rows[features]
     preprocessed = False
@@ -243,9 +255,12 @@ def train(frame: pd.DataFrame, spec: TrainingSpec, where: str = "training data")
         estimator = wrap_with_preprocessor(estimator, X)
         preprocessed = True
     seed_estimator(estimator, spec.random_state)
+    library_defaults(estimator)
     try:
         estimator.fit(X, train_rows[spec.target])
-    except (ValueError, TypeError) as err:
+    except Exception as err:  # the data or params at fault; XGBoost's and LightGBM's own errors too
+        if not isinstance(err, ValueError | TypeError) and not is_library_error(err):
+            raise
         raise TrainingInputError(f"{where}: fitting {spec.estimator!r} failed: {err}") from err
     return TrainingResult(
         model=estimator,

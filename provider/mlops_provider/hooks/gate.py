@@ -25,7 +25,10 @@ from mlops_provider.exceptions import InvalidInputError, airflow_errors
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlops_provider.core.gate import Decision
+    from mlops_provider.core.gate import Decision, GateResult
+    from mlops_provider.core.metric_plan import MetricPlan
+    from mlops_provider.core.metrics import MetricReport
+    from mlops_provider.core.robustness import RobustnessSpec
     from mlops_provider.hooks.registry import MLflowRegistryHook
 
 
@@ -41,6 +44,10 @@ class GateRequest:
     gated_metrics: set[str] = field(default_factory=set)
     skip_vs_champion: bool = False
     reuse_evaluation: bool = True
+    custom_metrics: Any = None  # evaluation.custom_metrics, cost_matrix, robustness: see core
+    cost_matrix: Any = None
+    robustness: Any = None
+    metric_roots: tuple[str, ...] = ()  # where custom metric functions may come from
 
 
 def gate_request(
@@ -54,6 +61,7 @@ def gate_request(
     slices: Any,
     skip_vs_champion: bool,
     reuse_evaluation: bool,
+    **extras: Any,
 ) -> GateRequest:
     """What the gate scores for this configuration (a malformed section fails ``decide_gate`` later)."""
     number = str(version).strip()
@@ -75,6 +83,7 @@ def gate_request(
         gated_metrics=gated,
         skip_vs_champion=skip_vs_champion,
         reuse_evaluation=reuse_evaluation,
+        **extras,
     )
 
 
@@ -146,6 +155,10 @@ class GateScores:
     champion: dict[str, float | None] | None
     champion_version: str | None
     slices: dict[str, Any] | None
+    plan: MetricPlan
+    metric_errors: dict[str, str] = field(default_factory=dict)
+    robustness: dict[str, Any] | None = None  # the perturbed holdout's settings and metrics
+    robustness_gates: list[GateResult] = field(default_factory=list)
 
 
 @dataclass
@@ -167,8 +180,10 @@ class GateScorer:
     def score(self, request: GateRequest) -> GateScores:
         from mlops_provider.core.gate import jsonable_metrics
         from mlops_provider.core.records import holdout_xy
+        from mlops_provider.core.robustness import score_robustness
 
         challenger = self._challenger(request)
+        plan, robustness = self._plan(request, challenger.task_type)
         holdout = self.hook.load_holdout(challenger.run_id)
         where = f"holdout of {request.model_name} version {request.version} (run {challenger.run_id})"
         with airflow_errors():
@@ -178,6 +193,10 @@ class GateScorer:
                 f"{where}: slices.column {request.slice_column!r} is not a column of the holdout"
             )
         record, why = self._evaluation_record(request, challenger, holdout)
+        if plan.extra_names or robustness:
+            record, why = None, "custom metrics and the robustness gate are computed by the gate itself"
+        errors: dict[str, str] = {}
+        robust: tuple[dict[str, Any] | None, list[GateResult]] = (None, [])
         if record is not None:
             self.hook.verify_model(f"models:/{request.model_name}/{request.version}")
             self.log.info(
@@ -188,12 +207,17 @@ class GateScorer:
             source = "evaluation"
         else:
             self.log.info("Scoring the challenger %s v%s here: %s", request.model_name, request.version, why)
-            metrics, slices = self._score_challenger(request, challenger, X, y, holdout)
-            source = "computed"
+            model, report, slices = self._score_challenger(request, challenger, X, y, holdout, plan)
+            metrics, errors, source = jsonable_metrics(report.values), report.errors, "computed"
+            if robustness:
+                with airflow_errors():
+                    robust = score_robustness(model, X, y, metrics, robustness, plan)
         champion_version = self.hook.alias_version(request.model_name, request.alias)
         champion = None
         if champion_version not in (None, request.version) and not request.skip_vs_champion:
-            champion = self._score_champion(request, str(champion_version), challenger, holdout, y, where)
+            champion = self._score_champion(
+                request, str(champion_version), challenger, holdout, y, where, plan
+            )
         self.log.info(
             "Challenger %s v%s metrics %s (%s); champion v%s metrics %s",
             request.model_name,
@@ -203,7 +227,19 @@ class GateScorer:
             champion_version,
             champion,
         )
-        return GateScores(challenger.task_type, metrics, source, champion, champion_version, slices)
+        return GateScores(
+            challenger.task_type, metrics, source, champion, champion_version, slices, plan, errors, *robust
+        )
+
+    def _plan(self, request: GateRequest, task_type: str) -> tuple[MetricPlan, RobustnessSpec | None]:
+        from mlops_provider.core.metric_plan import MetricPlan
+        from mlops_provider.core.robustness import RobustnessSpec
+
+        with airflow_errors(f"gate configuration for {request.model_name!r}"):
+            plan = MetricPlan.build(
+                task_type, request.custom_metrics, request.cost_matrix, request.metric_roots
+            )
+            return plan, RobustnessSpec.from_config(request.robustness, plan.names)
 
     def _challenger(self, request: GateRequest) -> _Challenger:
         mv = self.hook.model_version(request.model_name, request.version)
@@ -260,20 +296,26 @@ class GateScorer:
         return record, ""
 
     def _score_challenger(
-        self, request: GateRequest, challenger: _Challenger, X: Any, y: Any, holdout: pd.DataFrame
-    ) -> tuple[dict[str, float | None], dict[str, Any] | None]:
-        from mlops_provider.core.gate import jsonable_metrics
+        self,
+        request: GateRequest,
+        challenger: _Challenger,
+        X: Any,
+        y: Any,
+        holdout: pd.DataFrame,
+        plan: MetricPlan,
+    ) -> tuple[Any, MetricReport, dict[str, Any] | None]:
         from mlops_provider.core.metrics import compute_metrics, slice_metrics
 
         model = self.hook.load_model(f"models:/{request.model_name}/{request.version}")
+        task_type = challenger.task_type
         with airflow_errors():
-            metrics = jsonable_metrics(compute_metrics(model, X, y, challenger.task_type).values)
+            report = compute_metrics(model, X, y, task_type, plan)
             slices = (
-                slice_metrics(model, X, y, holdout[request.slice_column], challenger.task_type)
+                slice_metrics(model, X, y, holdout[request.slice_column], task_type, plan)
                 if request.slice_column
                 else None
             )
-        return metrics, slices
+        return model, report, slices
 
     def _score_champion(
         self,
@@ -283,6 +325,7 @@ class GateScorer:
         holdout: pd.DataFrame,
         y: Any,
         where: str,
+        plan: MetricPlan,
     ) -> dict[str, float | None]:
         from mlops_provider.core.gate import jsonable_metrics
         from mlops_provider.core.metrics import compute_metrics
@@ -300,7 +343,8 @@ class GateScorer:
             X_champion, _ = holdout_xy(holdout, features, target, f"{where}, for champion version {version}")
         model = self.hook.load_model(f"models:/{request.model_name}/{version}")
         with airflow_errors():
-            return jsonable_metrics(compute_metrics(model, X_champion, y, challenger.task_type).values)
+            report = compute_metrics(model, X_champion, y, challenger.task_type, plan)
+            return jsonable_metrics(report.values)
 
 
 def decide_gate(
@@ -317,7 +361,7 @@ def decide_gate(
 
     try:
         with airflow_errors(f"gate configuration for {request.model_name!r}"):
-            validate_config(scores.task_type, thresholds, vs_champion, slices)
+            validate_config(scores.task_type, thresholds, vs_champion, slices, scores.plan.extra_names)
             gates = evaluate_gates(
                 scores.challenger,
                 champion=None if request.skip_vs_champion else scores.champion,
@@ -325,9 +369,11 @@ def decide_gate(
                 vs_champion=vs_champion,
                 slices=scores.slices,
                 max_gap=(slices or {}).get("max_gap"),
+                directions=scores.plan.directions,
+                metric_errors=scores.metric_errors,
             )
             return decide(
-                gates,
+                gates + scores.robustness_gates,
                 has_champion=scores.champion_version is not None,
                 first_run=first_run,
                 approval=approval,

@@ -12,7 +12,10 @@ deserialised:
    unverified models (versions logged before the provider recorded the hash);
 2. for skops files, lists the types skops does not trust by itself and refuses any outside the
    provider's allowlist (:data:`TRUSTED_PREFIXES`: scikit-learn, numpy, scipy, minus
-   :data:`DENIED_PREFIXES`, plus ``extra_trusted_types``); then loads with exactly that list;
+   :data:`DENIED_PREFIXES`; the exact types of the XGBoost and LightGBM wrappers,
+   :data:`LIBRARY_TYPES`; plus ``extra_trusted_types``); then loads with exactly that list. A library
+   booster's own bytes (XGBoost's binary model, LightGBM's model text) are parsed by its C++ code: a
+   crafted one can crash the worker, so the sha256 check and write access to the registry matter;
 3. refuses pickle and cloudpickle files unless the policy allows pickle.
 
 Every refusal is an :class:`~mlops_provider.exceptions.InvalidInputError` (not retried) naming the
@@ -38,6 +41,19 @@ from mlops_provider.exceptions import InvalidInputError
 
 SHA256_TAG = "mlops.model_sha256"
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.")
+# Exactly what a fitted XGBoost / LightGBM scikit-learn wrapper holds (nothing else of those packages:
+# their callbacks write files). LightGBM's booster keeps best_score as defaultdict(OrderedDict).
+LIBRARY_TYPES = frozenset(
+    {
+        "xgboost.core.Booster",
+        "xgboost.sklearn.XGBClassifier",
+        "xgboost.sklearn.XGBRegressor",
+        "lightgbm.basic.Booster",
+        "lightgbm.sklearn.LGBMClassifier",
+        "lightgbm.sklearn.LGBMRegressor",
+        "collections.OrderedDict",
+    }
+)
 # Callables under the trusted packages that read files, compile or execute code: never trusted by prefix
 # (skops can call a trusted callable with arguments from the file), only when named exactly in extras.
 DENIED_PREFIXES = (
@@ -118,6 +134,8 @@ class ModelLoadPolicy:
         for extra in self.extra_trusted_types:
             if type_name == extra or (extra.endswith(".") and type_name.startswith(extra)):
                 return True
+        if type_name in LIBRARY_TYPES:
+            return True
         if type_name.startswith(DENIED_PREFIXES):
             return False
         return type_name.startswith(TRUSTED_PREFIXES)
@@ -226,7 +244,8 @@ def check_loadable(artifact: ModelArtifact, policy: ModelLoadPolicy, what: str) 
     if refused:
         raise InvalidInputError(
             f"{what}: the skops file holds type(s) outside the provider's allowlist (scikit-learn, numpy, "
-            f"scipy and extra_trusted_types): {', '.join(refused)}; refusing to load it"
+            f"scipy, the XGBoost/LightGBM wrappers and extra_trusted_types): {', '.join(refused)}; "
+            "refusing to load it"
         )
     return untrusted
 
@@ -236,7 +255,12 @@ def deserialize(artifact: ModelArtifact, trusted: Sequence[str], policy: ModelLo
     if artifact.serialization_format == SKOPS:
         import skops.io as sio
 
-        return sio.load(artifact.data_file, trusted=list(trusted))
+        try:
+            return sio.load(artifact.data_file, trusted=list(trusted))
+        except Exception as err:  # a trusted type refusing its state (e.g. a booster's corrupt bytes)
+            raise InvalidInputError(
+                f"{what}: the skops file does not load ({type(err).__name__}: {str(err)[:500]})"
+            ) from None
     if not policy.allow_pickle:  # check_loadable refused already; never reach pickle by mistake
         raise InvalidInputError(f"{what}: pickle deserialization is not allowed")
     with open(artifact.data_file, "rb") as f:
@@ -295,18 +319,33 @@ def signature_inputs(artifact: ModelArtifact) -> list[ColumnSpec] | None:
 
 # Distributions a logged sklearn model needs at load time; versions are read from this environment.
 _PIP_DISTRIBUTIONS = ("scikit-learn", "pandas", "numpy", "scipy", "skops", "cloudpickle")
+# A model holding one of these libraries' estimators needs the first of its distributions installed.
+_LIBRARY_DISTRIBUTIONS = {"xgboost": ("xgboost", "xgboost-cpu"), "lightgbm": ("lightgbm",)}
 
 
-def pip_requirements() -> list[str]:
-    """Pinned requirements of a logged sklearn model (never inferred by MLflow: that costs seconds)."""
+def _libraries_in(model: Any) -> set[str]:
+    members = [model]
+    if callable(getattr(model, "get_params", None)):
+        members += list(model.get_params(deep=True).values())
+    return {type(m).__module__.split(".")[0] for m in members} & set(_LIBRARY_DISTRIBUTIONS)
+
+
+def pip_requirements(model: Any = None) -> list[str]:
+    """
+    Pinned requirements of a logged sklearn model (never inferred by MLflow: that costs seconds), with
+    XGBoost's or LightGBM's distribution when ``model`` holds one of their estimators.
+    """
     from importlib.metadata import PackageNotFoundError, version
 
+    libraries = sorted(_libraries_in(model)) if model is not None else []
     pins = []
-    for dist in _PIP_DISTRIBUTIONS:
-        try:
-            pins.append(f"{dist}=={version(dist)}")
-        except PackageNotFoundError:
-            continue
+    for choices in (*((d,) for d in _PIP_DISTRIBUTIONS), *(_LIBRARY_DISTRIBUTIONS[lib] for lib in libraries)):
+        for dist in choices:  # the first one installed (xgboost or xgboost-cpu)
+            try:
+                pins.append(f"{dist}=={version(dist)}")
+                break
+            except PackageNotFoundError:
+                continue
     return pins
 
 

@@ -198,7 +198,7 @@ class MLflowModelHook(MLflowHook):
                         name=MODEL_ARTIFACT,
                         signature=signature,
                         input_example=log.input_example,
-                        pip_requirements=pip_requirements(),
+                        pip_requirements=pip_requirements(log.model),
                         **options,
                     )
                 mlflow.set_tag(SHA256_TAG, logged_digest(info.model_uri))

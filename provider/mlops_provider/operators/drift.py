@@ -34,6 +34,7 @@ from mlops_provider.core.drift import (
 )
 from mlops_provider.hooks.drift import DriftCheckHookMixin
 from mlops_provider.hooks.mlflow import MLflowHook
+from mlops_provider.hooks.openlineage import DriftLineageMixin
 from mlops_provider.lean_setattr import LeanSetattrMixin
 from mlops_provider.links.reports import DriftReportLink, report_url
 
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class DriftCheckOperator(LeanSetattrMixin, DriftCheckHookMixin, BaseOperator):
+class DriftCheckOperator(LeanSetattrMixin, DriftCheckHookMixin, DriftLineageMixin, BaseOperator):
     """
     Compare current data with the data the champion model was trained on and decide whether it drifted.
 
@@ -169,4 +170,4 @@ class DriftCheckOperator(LeanSetattrMixin, DriftCheckHookMixin, BaseOperator):
                 "run_id": ti.run_id,
             }
             self.log.info("Drift confirmed: emitting an event on %s", asset.uri)
-        return summary
+        return self.keep_for_lineage(summary)

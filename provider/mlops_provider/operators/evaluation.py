@@ -12,16 +12,18 @@ from mlops_provider.exceptions import airflow_errors
 from mlops_provider.hooks.mlflow import MLflowHookMixin
 from mlops_provider.hooks.model_safety import ModelLoadPolicy
 from mlops_provider.hooks.models import MLflowModelHook
+from mlops_provider.hooks.openlineage import EvaluationLineageMixin
 from mlops_provider.lean_setattr import LeanSetattrMixin
 from mlops_provider.links.mlflow import MLflowRunLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from mlops_provider.core.metric_plan import MetricPlan
     from mlops_provider.hooks.models import RunLineage
 
 
-class EvaluateModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
+class EvaluateModelOperator(LeanSetattrMixin, MLflowHookMixin, EvaluationLineageMixin, BaseOperator):
     """
     Score a training run's model on the holdout it logged and record the metrics on the run.
 
@@ -46,6 +48,10 @@ class EvaluateModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
         ``ml_task_type`` (``BaseOperator.task_type`` is the class name). (templated)
     :param slice_column: column of the holdout to slice by (may be a non-feature column). (templated)
     :param primary_metric: metric to report as primary; default f1_macro / rmse. (templated)
+    :param custom_metrics: ``{name: {function: "module:function", greater_is_better}}``: business
+        metrics ``(y_true, y_pred, y_proba, X) -> float`` from a module in the DAGs folder. (templated)
+    :param cost_matrix: ``{actual_class: {predicted_class: cost}}`` (classification): the metric
+        ``expected_cost``, the mean cost per row. (templated)
     :param compute_importance: compute permutation feature importance.
     :param importance_max_rows: rows sampled for permutation importance.
     :param mlflow_conn_id: MLflow connection. (templated)
@@ -60,6 +66,8 @@ class EvaluateModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
         "ml_task_type",
         "slice_column",
         "primary_metric",
+        "custom_metrics",
+        "cost_matrix",
         "mlflow_conn_id",
         "extra_trusted_types",
     )
@@ -74,6 +82,8 @@ class EvaluateModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
         task_type: str | None = None,
         slice_column: str | None = None,
         primary_metric: str | None = None,
+        custom_metrics: dict[str, Any] | None = None,
+        cost_matrix: dict[str, Any] | None = None,
         compute_importance: bool = True,
         importance_max_rows: int = 2000,
         mlflow_conn_id: str = MLflowModelHook.default_conn_name,
@@ -87,6 +97,8 @@ class EvaluateModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
         self.ml_task_type = task_type
         self.slice_column = slice_column
         self.primary_metric = primary_metric
+        self.custom_metrics = custom_metrics
+        self.cost_matrix = cost_matrix
         self.compute_importance = compute_importance
         self.importance_max_rows = importance_max_rows
         self.mlflow_conn_id = mlflow_conn_id
@@ -103,14 +115,16 @@ class EvaluateModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
             allow_unverified=self.allow_unverified_models,
         )
         run = self.hook.run_lineage(self.run_id)
-        task_type, primary = self._task_and_primary(run)
+        task_type, primary, plan = self._task_and_primary(run, context)
         holdout = self.hook.load_holdout(self.run_id)
         with airflow_errors():
-            report, slices, importance = self._score(holdout, run, task_type)
+            report, slices, importance = self._score(holdout, run, plan)
         self._record(run, holdout, task_type, report, slices, importance)
         MLflowRunLink.persist(context, self.hook.run_url(run.experiment_id, self.run_id))
         if report.non_finite:
             self.log.warning("Non-finite metric(s) on the holdout of %s: %s", self.run_id, report.non_finite)
+        for name, error in report.errors.items():
+            self.log.error("Custom metric %s has no value: %s", name, error)
         return {
             "run_id": self.run_id,
             "task_type": task_type,
@@ -119,14 +133,18 @@ class EvaluateModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
             "primary_metric": {"name": primary, "value": report.values.get(primary)},
             "slices": {label: s["metrics"] for label, s in slices.items()},
             "non_finite": report.non_finite,
+            **({"metric_errors": report.errors} if report.errors else {}),
         }
 
-    def _task_and_primary(self, run: RunLineage) -> tuple[str, str]:
+    def _task_and_primary(self, run: RunLineage, context: Context) -> tuple[str, str, MetricPlan]:
         from mlops_provider.core.metrics import DEFAULT_PRIMARY, metric_names
+        from mlops_provider.hooks.metric_plan import metric_plan
 
         task_type = self.ml_task_type or run.task_type or "classification"
         with airflow_errors():
-            names = metric_names(task_type)
+            metric_names(task_type)
+        plan = metric_plan(task_type, self.custom_metrics, self.cost_matrix, context)
+        names = plan.names
         if run.task_type and run.task_type != task_type:
             raise AirflowFailException(
                 f"task_type {task_type!r} differs from the {run.task_type!r} run {self.run_id} was trained for"
@@ -134,9 +152,9 @@ class EvaluateModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
         primary = self.primary_metric or DEFAULT_PRIMARY[task_type]
         if primary not in names:
             raise AirflowFailException(f"primary_metric {primary!r} is not one of {', '.join(names)}")
-        return task_type, primary
+        return task_type, primary, plan
 
-    def _score(self, holdout: Any, run: RunLineage, task_type: str) -> tuple[Any, dict[str, Any], Any]:
+    def _score(self, holdout: Any, run: RunLineage, plan: MetricPlan) -> tuple[Any, dict[str, Any], Any]:
         from mlops_provider.core.metrics import compute_metrics, permutation_importance_report, slice_metrics
         from mlops_provider.core.records import holdout_xy
 
@@ -147,9 +165,12 @@ class EvaluateModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
                 f"holdout ({', '.join(map(str, holdout.columns))})"
             )
         model = self.hook.load_model(f"runs:/{self.run_id}/model")
-        report = compute_metrics(model, X, y, task_type)
+        task_type = plan.task_type
+        report = compute_metrics(model, X, y, task_type, plan)
         slices = (
-            slice_metrics(model, X, y, holdout[self.slice_column], task_type) if self.slice_column else {}
+            slice_metrics(model, X, y, holdout[self.slice_column], task_type, plan)
+            if self.slice_column
+            else {}
         )
         importance = (
             permutation_importance_report(model, X, y, task_type, max_rows=self.importance_max_rows)

@@ -25,6 +25,7 @@ from mlops_provider.core import lineage
 from mlops_provider.exceptions import airflow_errors
 from mlops_provider.hooks.feedback import FeedbackReader
 from mlops_provider.hooks.mlflow import MLflowHookMixin
+from mlops_provider.hooks.openlineage import PerformanceLineageMixin
 from mlops_provider.hooks.performance import PerformanceHook
 from mlops_provider.hooks.registry import ChampionChangedError, check_model_name
 from mlops_provider.lean_setattr import LeanSetattrMixin
@@ -49,7 +50,7 @@ def champion_alias(live: Mapping[str, Any], alias: str, champion: str) -> str | 
     return None
 
 
-class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
+class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, PerformanceLineageMixin, BaseOperator):
     """
     Join late labels to the predictions of the window, compute live metrics per alias, and act.
 
@@ -72,6 +73,8 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
     :param task_type: ``classification`` | ``regression``. (templated)
     :param primary_metric: the headline metric. (templated)
     :param metrics: metrics to compute (default: the task's). (templated)
+    :param custom_metrics: EvaluateModelOperator's; on live rows the function gets ``X=None``. (templated)
+    :param cost_matrix: ``{actual: {predicted: cost}}``: the metric ``expected_cost``. (templated)
     :param degrade: ``{metric: {max_drop: x}}``. (templated)
     :param vs_champion: ``{metric: {min_delta: d}}``, the gate's rules, applied to live rows. (templated)
     :param window_days: days of scoring dates counted up to the run's logical date. (templated)
@@ -98,6 +101,8 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
         "task_type_name",
         "primary_metric",
         "metrics",
+        "custom_metrics",
+        "cost_matrix",
         "degrade",
         "vs_champion",
         "window_days",
@@ -125,6 +130,8 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
         task_type: str,
         primary_metric: str,
         metrics: Sequence[str] | None = None,
+        custom_metrics: Mapping[str, Any] | None = None,
+        cost_matrix: Mapping[str, Any] | None = None,
         degrade: Mapping[str, Mapping[str, float]] | None = None,
         vs_champion: Mapping[str, Mapping[str, float]] | None = None,
         window_days: int = 28,
@@ -148,6 +155,7 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
         self.model_name, self.labels_uri, self.id_column = model_name, labels_uri, id_column
         self.label_column, self.task_type_name, self.primary_metric = label_column, task_type, primary_metric
         self.metrics, self.degrade, self.vs_champion = metrics, degrade, vs_champion
+        self.custom_metrics, self.cost_matrix = custom_metrics, cost_matrix
         self.window_days, self.min_labels, self.rollback = window_days, min_labels, rollback
         self.mode, self.shadow_min_labels, self.alias = mode, shadow_min_labels, alias
         self.predictions_prefix = predictions_prefix
@@ -160,7 +168,7 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
 
         asset = performance_asset(self._parsed_model_name)
         self.outlets = [o for o in self.outlets if o != asset]  # put back only when degraded
-        settings = self._settings()
+        settings = self._settings(context)
         name = check_model_name(self.model_name)
         monitor_date = lineage.logical_date(context) or datetime.now(UTC)
         start, end = window(monitor_date, settings["window_days"])
@@ -173,7 +181,9 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
             live = (
                 {}
                 if joined is None
-                else live_metrics(joined, task_type=self.task_type_name, metrics=settings["metrics"])
+                else live_metrics(
+                    joined, task_type=self.task_type_name, metrics=settings["metrics"], plan=settings["plan"]
+                )
             )
         served = champion_alias(live, self.alias, champion)  # whose live rows are the champion's
         judgement = self._judge(joined, live, champion, served, settings)
@@ -193,19 +203,22 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
             }
             self.log.info("Champion degraded: emitting an event on %s", asset.uri)
         self.log.info("%s: %s (%s)", judgement.status, judgement.action, judgement.reason)
-        return summary
+        return self.keep_for_lineage(summary)
 
-    def _settings(self) -> dict[str, Any]:
+    def _settings(self, context: Context) -> dict[str, Any]:
         """The arguments checked (a retry cannot fix them)."""
         from mlops_provider.core.judgement import check_settings
+        from mlops_provider.hooks.metric_plan import metric_plan
 
         if self.model_name != self._parsed_model_name:
             raise AirflowFailException(
                 f"model_name rendered to {self.model_name!r} but the performance Asset was fixed at parse "
                 f"time for {self._parsed_model_name!r}: use a literal model_name"
             )
+        plan = metric_plan(self.task_type_name, self.custom_metrics, self.cost_matrix, context)
         with airflow_errors():
             return check_settings(
+                plan=plan,
                 task_type=self.task_type_name,
                 primary_metric=self.primary_metric,
                 metrics=self.metrics,
@@ -285,6 +298,7 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
                     task_type=self.task_type_name,
                     metrics=settings["metrics"],
                     id_column=self.id_column,
+                    plan=settings["plan"],
                 )
             found[self.alias], found["versions"][self.alias] = (
                 found.pop(served),

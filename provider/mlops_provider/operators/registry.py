@@ -1,7 +1,8 @@
 """Model registry operators: register a run's model, gate and promote it, roll the champion back.
 
-Registry calls go through :class:`~mlops_provider.hooks.registry.MLflowRegistryHook`; what the gate
-scores comes from :class:`~mlops_provider.hooks.gate.GateScorer`, the decision from core.gate.
+Registry calls go through :class:`~mlops_provider.hooks.model_card.ModelCardHook` (the registry hook
+that also writes each version's model card); what the gate scores comes from
+:class:`~mlops_provider.hooks.gate.GateScorer`, the decision from core.gate.
 
 * ``approval="manual"`` uses Airflow 3.3's human-in-the-loop: after the gates pass the task waits
   (state ``awaiting_input``) for "Approve"/"Reject" in the UI's Required Actions, and moves the alias in
@@ -11,7 +12,6 @@ scores comes from :class:`~mlops_provider.hooks.gate.GateScorer`, the decision f
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +23,12 @@ from mlops_provider.exceptions import airflow_errors
 from mlops_provider.hooks.approval import ApprovalHook, approval_text
 from mlops_provider.hooks.gate import SUMMARY_KEYS, forced_record, trigger_requests
 from mlops_provider.hooks.mlflow import MLflowHookMixin
-from mlops_provider.hooks.registry import ChampionChangedError, MLflowRegistryHook, check_model_name
+from mlops_provider.hooks.model_card import ModelCardHook, approval_of
+from mlops_provider.hooks.openlineage import PromotionLineageMixin, RegistrationLineageMixin
+from mlops_provider.hooks.registry import MLflowRegistryHook, check_model_name
 from mlops_provider.lean_setattr import LeanSetattrMixin
 from mlops_provider.links.mlflow import MLflowModelVersionLink
+from mlops_provider.links.model_card import ModelCardLink, card_url
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -44,24 +47,26 @@ def _small(summary: Mapping[str, Any]) -> dict[str, Any]:
     return {k: summary.get(k) for k in SUMMARY_KEYS}
 
 
-class RegisterModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
+class RegisterModelOperator(LeanSetattrMixin, MLflowHookMixin, RegistrationLineageMixin, BaseOperator):
     """
     Register ``runs:/<run_id>/model`` as a new version of ``model_name``, exactly once per run.
 
-    The version gets the run's lineage tags (``mlops.*``) plus ``tags``. A retry, or a concurrent try
-    of the same task instance, returns the version already registered for the run.
+    The version gets the run's lineage tags (``mlops.*``) plus ``tags``, and its model card. A retry, or
+    a concurrent try of the same task instance, returns the version already registered for the run.
 
     :param model_name: registered model name. (templated)
     :param run_id: MLflow run id from TrainModelOperator. (templated)
     :param tags: extra version tags. (templated)
+    :param model_card: ``{description, owners, limitations}`` (the config's ``model.*``) for the card;
+        not templated: shown as written.
     :param mlflow_conn_id: MLflow connection. (templated)
     :return: ``{"model_name", "version", "run_id", "created"}``
     """
 
     template_fields: Sequence[str] = ("model_name", "run_id", "tags", "mlflow_conn_id")
-    operator_extra_links = (MLflowModelVersionLink(),)
+    operator_extra_links = (MLflowModelVersionLink(), ModelCardLink())
     ui_color = "#e8d4ff"
-    hook_class = MLflowRegistryHook
+    hook_class = ModelCardHook
 
     def __init__(
         self,
@@ -69,6 +74,7 @@ class RegisterModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
         model_name: str,
         run_id: str,
         tags: Mapping[str, str] | None = None,
+        model_card: Mapping[str, Any] | None = None,
         mlflow_conn_id: str = MLflowRegistryHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -76,18 +82,20 @@ class RegisterModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
         self.model_name = model_name
         self.run_id = run_id
         self.tags = tags
+        self.model_card = model_card
         self.mlflow_conn_id = mlflow_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         name = check_model_name(self.model_name)
         if not isinstance(self.run_id, str) or not self.run_id.strip():
             raise AirflowFailException(f"run_id must be a non-empty string, got {self.run_id!r}")
-        version, created = self.hook.register_run(name, self.run_id, self.tags or {})
+        version, created = self.hook.register_with_card(name, self.run_id, self.tags or {}, self.model_card)
         MLflowModelVersionLink.persist(context, self.hook.model_version_url(name, version))
+        ModelCardLink.persist(context, card_url(name, version))
         return {"model_name": name, "version": version, "run_id": self.run_id, "created": created}
 
 
-class PromoteModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
+class PromoteModelOperator(LeanSetattrMixin, MLflowHookMixin, PromotionLineageMixin, BaseOperator):
     """
     The quality gate: move ``alias`` (default ``champion``) to ``version`` only when every gate passes.
 
@@ -100,7 +108,8 @@ class PromoteModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
 
     With no champion, ``first_run`` decides: ``promote`` (when the absolute gates pass) or
     ``require_approval`` (a human decides, see ``approval``). NaN/inf metrics fail their gates.
-    The decision is recorded as ``mlops.gate.*`` tags on the version (a forced one with who and why).
+    The decision is recorded as ``mlops.gate.*`` tags on the version (a forced one with who and why),
+    and on the version's model card (a card waiting for approval says so).
 
     The challenger's numbers come from EvaluateModelOperator's record when it matches what the gate
     would score (:mod:`mlops_provider.hooks.gate`), else it is scored here; the champion always is.
@@ -113,6 +122,8 @@ class PromoteModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
     :param thresholds: absolute gates. (templated)
     :param vs_champion: champion comparison gates. (templated)
     :param slices: slice-gap gate. (templated)
+    :param custom_metrics: / ``cost_matrix``: the model's own metrics, as EvaluateModelOperator's. (templated)
+    :param robustness: ``{noise, missing_rate, max_drop: {metric: drop}}``: a noisy holdout. (templated)
     :param first_run: ``promote`` | ``require_approval``. (templated)
     :param alias: the alias to move. (templated)
     :param approval: ``auto`` | ``manual`` (human-in-the-loop); never below ``approval_floor``. (templated)
@@ -142,6 +153,9 @@ class PromoteModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
         "thresholds",
         "vs_champion",
         "slices",
+        "custom_metrics",
+        "cost_matrix",
+        "robustness",
         "first_run",
         "alias",
         "approval",
@@ -155,9 +169,9 @@ class PromoteModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
         "extra_trusted_types",
         "mlflow_conn_id",
     )
-    operator_extra_links = (MLflowModelVersionLink(),)
+    operator_extra_links = (MLflowModelVersionLink(), ModelCardLink())
     ui_color = "#ffe0b0"
-    hook_class = MLflowRegistryHook
+    hook_class = ModelCardHook
 
     def __init__(
         self,
@@ -168,6 +182,9 @@ class PromoteModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
         thresholds: Mapping[str, Mapping[str, float]] | None = None,
         vs_champion: Mapping[str, Mapping[str, float]] | None = None,
         slices: Mapping[str, Any] | None = None,
+        custom_metrics: Mapping[str, Any] | None = None,
+        cost_matrix: Mapping[str, Any] | None = None,
+        robustness: Mapping[str, Any] | None = None,
         first_run: str = "promote",
         alias: str = "champion",
         approval: str = "auto",
@@ -193,6 +210,9 @@ class PromoteModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
         self.thresholds = thresholds
         self.vs_champion = vs_champion
         self.slices = slices
+        self.custom_metrics = custom_metrics
+        self.cost_matrix = cost_matrix
+        self.robustness = robustness
         self.first_run = first_run
         self.alias = alias
         self.approval = approval
@@ -214,7 +234,8 @@ class PromoteModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops_provider.hooks.gate import GateScorer, decide_gate
 
-        request = self._request()
+        request = self._request(context)
+        ModelCardLink.persist(context, card_url(request.model_name, request.version))
         scores = GateScorer(self.hook).score(request)
         approval = "auto" if (self.approved_by or "").strip() else self.approval  # given upstream already
         decision = decide_gate(
@@ -226,7 +247,7 @@ class PromoteModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
                 decision="skipped",
                 reason=f"version {request.version} already is {request.model_name}@{self.alias}",
             )
-            self._record(summary, decided_by="gate")
+            self.hook.record_with_card(summary, "gate")
             return summary
         if decision.decision == "refuse":
             return self._refuse(context, summary, decided_by="gate")
@@ -236,9 +257,10 @@ class PromoteModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
             context, summary, decided_by=(self.approved_by or "").strip() or "gate (automatic)"
         )
 
-    def _request(self) -> GateRequest:
+    def _request(self, context: Context) -> GateRequest:
         """Check the arguments (a retry cannot fix them) and say what the gate scores."""
         from mlops_provider.hooks.gate import gate_request
+        from mlops_provider.hooks.metric_plan import metric_roots
         from mlops_provider.hooks.model_safety import ModelLoadPolicy
 
         name = check_model_name(self.model_name)
@@ -266,6 +288,10 @@ class PromoteModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
             slices=self.slices,
             skip_vs_champion=self.skip_vs_champion,
             reuse_evaluation=self.reuse_evaluation,
+            custom_metrics=self.custom_metrics,
+            cost_matrix=self.cost_matrix,
+            robustness=self.robustness,
+            metric_roots=metric_roots(context),
         )
 
     def _summary(
@@ -287,14 +313,9 @@ class PromoteModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
         }
 
     # -- outcomes ----------------------------------------------------------------------------------
-    def _record(self, summary: dict[str, Any], decided_by: str) -> None:
-        summary["decided_by"] = decided_by
-        summary["decided_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        self.hook.record_decision(summary)
-
     def _refuse(self, context: Context, summary: dict[str, Any], decided_by: str) -> dict[str, Any]:
         summary["decision"] = "refused"
-        self._record(summary, decided_by)
+        self.hook.record_with_card(summary, decided_by)
         context["ti"].xcom_push(key="return_value", value=_small(summary))
         message = f"{summary['model_name']} version {summary['new_version']} refused: {summary['reason']}"
         if self.on_refuse == "skip":
@@ -302,35 +323,16 @@ class PromoteModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
         raise AirflowFailException(message)
 
     def _promote(self, context: Context, summary: dict[str, Any], decided_by: str) -> dict[str, Any]:
-        from mlops_provider.hooks.gate import promotion_alias
-
-        name, version = summary["model_name"], summary["new_version"]
-        with airflow_errors():
-            alias, expected_old = promotion_alias(self.hook, summary, self.alias, self.mode)
-        try:
-            self.hook.move_alias(
-                model_name=name,
-                alias=alias,
-                expected_old=expected_old,
-                new_version=version,
-                why=summary["reason"],
-                who=decided_by,
-                action="promote",
-                lock_owner=summary["dag_run"],
-            )
-        except ChampionChangedError as changed:
-            summary["reason"] = (
-                f"{changed}; the gates were scored against version {changed.expected}: re-run the gate"
-            )
-            return self._refuse(context, summary, decided_by)
-        summary["decision"] = "promoted" if alias == self.alias else "shadow"
-        self._record(summary, decided_by)
-        MLflowModelVersionLink.persist(context, self.hook.model_version_url(name, version))
+        if not self.hook.promote_with_card(summary, self.alias, self.mode, decided_by):
+            return self._refuse(context, summary, decided_by)  # the champion changed since it was scored
+        url = self.hook.model_version_url(summary["model_name"], summary["new_version"])
+        MLflowModelVersionLink.persist(context, url)
         return _small(summary)
 
     # -- phase 2: human in the loop ---------------------------------------------------------------
     def _request_approval(self, context: Context, summary: dict[str, Any]) -> dict[str, Any]:
         subject, body = approval_text(summary, self.alias)
+        self.hook.record_with_card(summary, None)  # the card says the promotion waits for a person
         ApprovalHook().request(
             context["ti"].id, subject, body, {"summary": _small(summary)}, self.response_timeout
         )
@@ -345,6 +347,7 @@ class PromoteModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
         """Resume after the human decision: promote on "Approve", refuse otherwise."""
         with airflow_errors():
             approved, resumed, decided_by = ApprovalHook.resume(event, summary)
+        resumed["approval"] = approval_of(event)  # who, when, the answer and a comment: on the card
         if approved:
             return self._promote(context, resumed, decided_by=decided_by)
         return self._refuse(context, resumed, decided_by=decided_by)
@@ -356,7 +359,8 @@ class RollbackModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
 
     Recorded like a promotion: the alias history gains an entry (action ``rollback``, by ``human:<user>``
     when a person triggered the run), the version moved away from keeps ``previous_champion``, and the
-    target version gets ``mlops.rollback.*`` tags. It happens once per task instance.
+    target version gets ``mlops.rollback.*`` tags; both versions' model cards are rewritten and the
+    registered model's description points at the restored one's. It happens once per task instance.
 
     :param model_name: registered model name. (templated)
     :param to_version: version to restore; default the ``previous_champion`` alias. (templated)
@@ -367,9 +371,9 @@ class RollbackModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
     """
 
     template_fields: Sequence[str] = ("model_name", "to_version", "alias", "reason", "mlflow_conn_id")
-    operator_extra_links = (MLflowModelVersionLink(),)
+    operator_extra_links = (MLflowModelVersionLink(), ModelCardLink())
     ui_color = "#ffd0d0"
-    hook_class = MLflowRegistryHook
+    hook_class = ModelCardHook
 
     def __init__(
         self,
@@ -387,13 +391,10 @@ class RollbackModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         name = check_model_name(self.model_name)
-        try:
-            key, person = _who(context), lineage.triggering_user(context)
-            who = f"human:{person}" if person else key
-            summary = self.hook.rollback(name, self.alias, self.to_version, self.reason, who, request_key=key)
-        except ChampionChangedError as changed:
-            raise AirflowFailException(f"rollback of {name}@{self.alias} not done: {changed}") from None
+        key, person = _who(context), lineage.triggering_user(context)
+        who = f"human:{person}" if person else key
+        summary = self.hook.rollback_with_card(name, self.alias, self.to_version, self.reason, who, key)
         if summary["decision"] == "rolled_back":
-            url = self.hook.model_version_url(name, summary["new_version"])
-            MLflowModelVersionLink.persist(context, url)
+            MLflowModelVersionLink.persist(context, self.hook.model_version_url(name, summary["new_version"]))
+            ModelCardLink.persist(context, card_url(name, summary["new_version"]))
         return summary

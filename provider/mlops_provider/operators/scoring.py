@@ -15,6 +15,7 @@ from mlops_provider.core.predictions import score_in_chunks, shadow_uri, stamp
 from mlops_provider.exceptions import airflow_errors
 from mlops_provider.hooks.data import DataHook
 from mlops_provider.hooks.mlflow import MLflowHookMixin
+from mlops_provider.hooks.openlineage import ScoringLineageMixin
 from mlops_provider.hooks.registry import MLflowRegistryHook
 from mlops_provider.lean_setattr import LeanSetattrMixin
 from mlops_provider.links.mlflow import MLflowModelVersionLink
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from mlops_provider.hooks.models import LoadedModel
 
 
-class BatchScoreOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
+class BatchScoreOperator(LeanSetattrMixin, MLflowHookMixin, ScoringLineageMixin, BaseOperator):
     """
     Score a dataset with ``models:/<model_name>@<alias>`` and write the predictions atomically.
 
@@ -166,7 +167,7 @@ class BatchScoreOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
         }
         if self.record_batch:
             summary["monitoring_run_id"] = self._record(context, summary, stamp_args)
-        return summary
+        return self.keep_for_lineage(summary)
 
     def _check_arguments(self) -> float | None:
         """The validated ``max_unseen_share``; the load policy set on the hook."""

@@ -14,6 +14,7 @@ from mlops_provider.exceptions import airflow_errors
 from mlops_provider.hooks.data import DataHook
 from mlops_provider.hooks.mlflow import MLflowHookMixin
 from mlops_provider.hooks.models import MODEL_ARTIFACT, MLflowModelHook, TrainingRunLog
+from mlops_provider.hooks.openlineage import TrainingLineageMixin
 from mlops_provider.lean_setattr import LeanSetattrMixin
 from mlops_provider.links.mlflow import MLflowRunLink
 
@@ -32,7 +33,7 @@ def _json_param(value: Any) -> str:
     return text[:6000]
 
 
-class TrainModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
+class TrainModelOperator(LeanSetattrMixin, MLflowHookMixin, TrainingLineageMixin, BaseOperator):
     """
     Train a scikit-learn estimator on a dataset and log the model, its metrics and lineage to MLflow.
 
@@ -169,7 +170,7 @@ class TrainModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
             run_id = self._log_run(experiment_id, result, tags)
         artifact_uri = self.hook.artifact_uri(run_id)
         MLflowRunLink.persist(context, self.hook.run_url(experiment_id, run_id))
-        return {
+        summary = {
             "run_id": run_id,
             "experiment_id": experiment_id,
             "model_uri": f"runs:/{run_id}/{MODEL_ARTIFACT}",
@@ -181,6 +182,7 @@ class TrainModelOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator):
             "task_type": self.ml_task_type,
             "trigger": trigger,
         }
+        return self.keep_for_lineage(summary, rows=len(frame), dtypes=frame.dtypes)
 
     def _check_data_scope(self) -> None:
         """A trigger's data override: only the configured data or inside an allowed prefix."""

@@ -9,6 +9,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_provider.exceptions import DataError, InvalidInputError, airflow_errors
+from mlops_provider.hooks.openlineage import ValidationLineageMixin
 from mlops_provider.lean_setattr import LeanSetattrMixin
 from mlops_provider.links.reports import ValidationReportLink
 
@@ -22,7 +23,7 @@ RESULT_NAME = "validation_result.json"
 REPORT_NAME = "validation_report.html"
 
 
-class ValidateDataOperator(LeanSetattrMixin, BaseOperator):
+class ValidateDataOperator(LeanSetattrMixin, ValidationLineageMixin, BaseOperator):
     """
     Run a Great Expectations 1.x expectation suite on a dataset (CSV or Parquet) with an ephemeral
     GX context; no GX project folder is needed.
@@ -198,10 +199,10 @@ class ValidateDataOperator(LeanSetattrMixin, BaseOperator):
                 outcome.rows,
                 report_uri,
             )
-            return summary
+            return self.keep_for_lineage(summary)
         message = validation.failure_message(outcome, data_uri)
         if self.on_failure == "warn":
             self.log.warning("%s\non_failure='warn': the task succeeds. Report: %s", message, report_uri)
-            return summary
-        context["ti"].xcom_push(key="return_value", value=summary)
+            return self.keep_for_lineage(summary)
+        context["ti"].xcom_push(key="return_value", value=self.keep_for_lineage(summary))
         raise AirflowFailException(f"{message}\nReport: {report_uri}")

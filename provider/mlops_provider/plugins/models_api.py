@@ -23,6 +23,7 @@ from urllib.parse import quote
 from mlops_provider.core import catalog as shape
 from mlops_provider.core import catalog_rows as rows
 from mlops_provider.core.metrics import higher_is_better
+from mlops_provider.core.model_card_record import CARD_FILES, CARD_TAG, card_path
 from mlops_provider.plugins import models_data as data
 from mlops_provider.plugins.app import URL_PREFIX
 
@@ -291,6 +292,7 @@ def build_mlflow_part(state: ModelState) -> dict[str, Any]:
             if base
             else None,
             "dag_run": data.dag_url(dag_id, "runs", dag_run) if dag_id and dag_run else None,
+            "model_card": card_path(info.name, record.version) if record.tags.get(CARD_TAG) else None,
         }
         versions.append(shape.version_entry(record, run, holders.get(record.version, []), links))
         origins.append((dag_id, dag_run))
@@ -311,6 +313,28 @@ def build_mlflow_part(state: ModelState) -> dict[str, Any]:
             info.tags.get(shape.LAST_CHECK_TAG.format(check="performance")), info.aliases.get(shape.CHAMPION)
         ),
     }
+
+
+# -- GET /cards/{name}/{version}/{file}: a version's model card (an MLflow artifact) ---------------------
+def model_card(name: str, version: str, file: str, user: Any) -> bytes | None:
+    """The card's bytes, or None when it does not exist or the user may not read the model's DAGs (the
+    rule of :func:`model_detail`: the config's retrain DAG, else the managed model's recorded one)."""
+    from mlops_provider.hooks.catalog import MAX_NAME_CHARS
+    from mlops_provider.hooks.model_card import read_card
+
+    if not name or len(name) > MAX_NAME_CHARS or file not in CARD_FILES:
+        return None
+    if not (version.isascii() and version.isdigit() and len(version) <= 10):
+        return None
+    configured = data.configured_models(name).get(name)
+    if configured is not None and not may_read(user, configured.dags.get("retrain")):
+        return None
+    info = get_catalog().registered_model(name)
+    if info is None or (
+        configured is None and not (is_listed(info) and may_read(user, retrain_dag_of(None, info.tags)))
+    ):
+        return None
+    return read_card(get_catalog(), name, version, file)
 
 
 # -- routes ---------------------------------------------------------------------------------------
@@ -348,9 +372,26 @@ def add_routes(api: FastAPI, authenticated_user: Any) -> None:
             return json_response(NOT_FOUND, 404)
         return json_response(detail)
 
+    def get_card(name: str, version: str, file: str, user: Any = authenticated_user) -> Any:
+        from mlops_provider.core.model_card import CARD_CSP
+        from mlops_provider.plugins.reports import SECURITY_HEADERS
+
+        try:
+            body = model_card(name, version, file, user)
+        except mlflow_errors as err:
+            log.warning("Model card (%r v%r): %s", name[:200], version[:20], err)
+            return json_response(UNAVAILABLE, 503) if may_read(user, None) else json_response(NOT_FOUND, 404)
+        if body is None:
+            return json_response(NOT_FOUND, 404)
+        kind = "text/html" if file.endswith(".html") else "text/plain"  # Markdown is shown as text
+        csp = f"sandbox; {CARD_CSP}; frame-ancestors 'self'"  # no script, no network, an opaque origin
+        headers = {**SECURITY_HEADERS, "Content-Security-Policy": csp}
+        return Response(body, media_type=f"{kind}; charset=utf-8", headers=headers)
+
     for path, endpoint, route_name in (
         ("/api/models", get_models, "mlops_models"),
         ("/api/models/{name}", get_model, "mlops_model"),
+        ("/cards/{name:path}/{version}/{file}", get_card, "mlops_model_card"),
     ):
         api.add_api_route(
             path, endpoint, methods=["GET"], response_class=Response, response_model=None, name=route_name

@@ -28,6 +28,7 @@ from mlops_provider.templates.jinja import (
     xcom_value,
 )
 from mlops_provider.templates.loader import LoadedConfig, load_configs
+from mlops_provider.templates.notify import attach_notifications
 from mlops_provider.templates.params import cached_schema_checks, retrain_params
 from mlops_provider.templates.performance import SUFFIX as PERFORMANCE_SUFFIX
 from mlops_provider.templates.performance import performance_dag
@@ -186,6 +187,7 @@ class _Builder:
             task_type=c.model.task,
             slice_column=c.evaluation.slices.column if c.evaluation.slices else None,
             primary_metric=c.evaluation.primary_metric,
+            **dag_args.metric_args(c),
             mlflow_conn_id=c.mlflow_conn_id,
             **self.model_safety(),
             doc_md=docs.EVALUATE,
@@ -194,16 +196,17 @@ class _Builder:
             task_id="register_model",
             model_name=self.name,
             run_id=xcom_value("train_model", "run_id"),
+            model_card=c.model.model_dump(include={"description", "owners", "limitations"}),
             mlflow_conn_id=c.mlflow_conn_id,
             doc_md=docs.REGISTER,
         )
         return [train, evaluate, register, self.promote_task()]
 
     def promote_task(self) -> BaseOperator:
-        from mlops_provider.operators.registry import PromoteModelOperator
+        from mlops_provider.templates.notify import promote_operator  # PromoteModelOperator (+ notices)
 
         c = self.config
-        return PromoteModelOperator(
+        return promote_operator(c.notify)(
             task_id="promote_model",
             model_name=self.name,
             version=xcom_value("register_model", "version"),
@@ -211,6 +214,8 @@ class _Builder:
             thresholds={m: b.model_dump(exclude_none=True) for m, b in c.evaluation.thresholds.items()},
             vs_champion={m: d.model_dump() for m, d in c.evaluation.vs_champion.items()},
             slices=c.evaluation.slices.model_dump() if c.evaluation.slices else None,
+            **dag_args.metric_args(c),
+            robustness=c.evaluation.robustness.model_dump() if c.evaluation.robustness else None,
             first_run=c.evaluation.first_run,
             alias=c.promotion.alias,
             approval="{{ params.approval }}",
@@ -385,5 +390,5 @@ def _build(items: list[LoadedConfig], only_dag_id: str | None) -> list[DAG]:
                 continue
             dag = make()
             if dag is not None:
-                dags.append(dag)
+                dags.append(attach_notifications(dag, builder.config))
     return dags

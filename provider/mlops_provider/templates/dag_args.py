@@ -70,3 +70,14 @@ def depends(task: BaseOperator, upstream: BaseOperator) -> None:
 
 def tags(config: ModelConfig, kind: str) -> list[str]:
     return sorted({"mlops", f"model:{config.model.name}", kind, *config.tags})
+
+
+def metric_args(config: ModelConfig) -> dict[str, Any]:
+    """The model's own metrics (custom functions, cost matrix) for every task that computes metrics."""
+    evaluation = config.evaluation
+    return {
+        "custom_metrics": {n: m.model_dump() for n, m in evaluation.custom_metrics.items()} or None,
+        "cost_matrix": {a: dict(row) for a, row in evaluation.cost_matrix.items()}
+        if evaluation.cost_matrix
+        else None,
+    }

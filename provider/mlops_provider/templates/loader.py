@@ -269,4 +269,29 @@ def deep_check(item: LoadedConfig) -> list[ConfigProblem]:
 
         if not glob.glob(train):
             problems.append(ConfigProblem(shown, "data.train", f"no file matches {train} yet", warning=True))
+    return problems + _metric_function_problems(item)
+
+
+def metric_roots(item: LoadedConfig) -> tuple[str, ...]:
+    """Where tasks find custom metric modules: ``[core] dags_folder``, and the configs folder's parent."""
+    from airflow.configuration import conf
+
+    roots = [conf.get("core", "dags_folder", fallback=""), str(Path(item.path).resolve().parent.parent)]
+    return tuple(dict.fromkeys(r for r in roots if r and os.path.isdir(r)))
+
+
+def _metric_function_problems(item: LoadedConfig) -> list[ConfigProblem]:
+    """Each custom metric's function imports from the DAGs folder, as a task would import it."""
+    from mlops_provider.core.errors import InvalidInputError
+    from mlops_provider.core.metric_plan import load_function
+
+    assert item.config is not None
+    problems: list[ConfigProblem] = []
+    roots = tuple(Path(r).resolve() for r in metric_roots(item))
+    for name, metric in item.config.evaluation.custom_metrics.items():
+        key = f"evaluation.custom_metrics.{name}.function"
+        try:
+            load_function(metric.function, roots, name)
+        except InvalidInputError as err:
+            problems.append(ConfigProblem(str(item.path), key, str(err).removeprefix(f"{key}: ")))
     return problems

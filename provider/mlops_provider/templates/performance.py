@@ -82,6 +82,7 @@ def performance_dag(
             task_type=config.model.task,
             primary_metric=config.evaluation.primary_metric,
             metrics=_metrics(config),
+            **dag_args.metric_args(config),
             degrade={m: {"max_drop": d.max_drop} for m, d in feedback.degrade.items()},
             vs_champion={m: d.model_dump() for m, d in config.evaluation.vs_champion.items()},
             window_days=feedback.window_days,

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from mlops_provider.core.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from mlops_provider.templates.schema_notify import NotifySection
 from mlops_provider.templates.schema_sections import (
     CRON_PRESETS,
     NAME_PATTERN,
@@ -99,6 +100,9 @@ class ModelConfig(Section):
     retries: int = Field(1, ge=0, le=10, description="Task retries for transient faults.")
     retry_delay_seconds: int = Field(30, ge=0, le=3600, description="First retry delay (doubles per retry).")
     mlflow_conn_id: str = Field("mlflow_default", description="Airflow connection of type mlflow.")
+    notify: NotifySection | None = Field(
+        None, description="Omit for no notifications: events told through Airflow notifiers (e-mail, Slack)."
+    )
 
     @field_validator("tags")
     @classmethod
@@ -113,9 +117,21 @@ class ModelConfig(Section):
     def _valid_schedule(cls, value: str | None) -> str | None:
         return check_schedule(value)
 
+    def _metric_names(self) -> tuple[str, ...]:
+        """The metrics this model's gates may read: its task's, ``expected_cost`` and custom ones."""
+        from mlops_provider.core.metric_plan import MetricPlan
+        from mlops_provider.core.robustness import RobustnessSpec
+
+        evaluation = self.evaluation
+        custom = {name: spec.model_dump() for name, spec in evaluation.custom_metrics.items()}
+        plan = MetricPlan.build(self.model.task, custom, evaluation.cost_matrix)
+        if evaluation.robustness is not None:
+            RobustnessSpec.from_config(evaluation.robustness.model_dump(), plan.names)
+        return plan.names
+
     @model_validator(mode="after")
     def _metrics_fit_task(self) -> ModelConfig:
-        allowed = CLASSIFICATION_METRICS if self.model.task == "classification" else REGRESSION_METRICS
+        allowed = self._metric_names()
         used: list[tuple[str, str]] = [("evaluation.primary_metric", self.evaluation.primary_metric)]
         used += [(f"evaluation.thresholds.{m}", m) for m in self.evaluation.thresholds]
         used += [(f"evaluation.vs_champion.{m}", m) for m in self.evaluation.vs_champion]
@@ -123,6 +139,8 @@ class ModelConfig(Section):
             used += [(f"evaluation.slices.max_gap.{m}", m) for m in self.evaluation.slices.max_gap]
         if self.feedback:
             used += [(f"feedback.degrade.{m}", m) for m in self.feedback.degrade]
+        if self.evaluation.robustness:
+            used += [(f"evaluation.robustness.max_drop.{m}", m) for m in self.evaluation.robustness.max_drop]
         for key, metric in used:
             if metric not in allowed:
                 raise ValueError(

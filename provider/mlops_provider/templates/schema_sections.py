@@ -7,7 +7,7 @@ Light to import: the metric names and drift defaults come from core's light modu
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, cast
+from typing import Annotated, Any, Literal, TypeAlias, cast
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -20,10 +20,9 @@ from mlops_provider.core.drift import (
 )
 from mlops_provider.core.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 
-if TYPE_CHECKING:
-    MetricName: TypeAlias = str
-else:  # a Literal for pydantic (and the JSON schema's enum), built from core's tuples: they never drift
-    MetricName = Literal.__getitem__(CLASSIFICATION_METRICS + REGRESSION_METRICS)
+BUILT_IN_METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
+# A built-in metric, `expected_cost` (cost_matrix) or a custom metric's name: ModelConfig checks which.
+MetricName: TypeAlias = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 NumericMethod: TypeAlias = Literal["auto", "wasserstein", "ks"]
 CategoricalMethod: TypeAlias = Literal["auto", "jensenshannon", "chisquare"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$"
@@ -74,6 +73,17 @@ class ModelSection(Section):
         description="Registered model name in MLflow; also the DAG id prefix."
     )
     task: Literal["classification", "regression"] = Field(description="classification | regression.")
+    description: str | None = Field(
+        None, max_length=4000, description="Intended use, shown on the model card and in the registry."
+    )
+    owners: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Owners (names or e-mail addresses) on the model card.",
+    )
+    limitations: list[Annotated[str, Field(min_length=1, max_length=1000)]] = Field(
+        default_factory=list, max_length=50, description="Known limits stated on the model card."
+    )
 
 
 class DataSection(Section):
@@ -121,8 +131,8 @@ class ValidationSection(Section):
 
 class TrainingSection(Section):
     estimator: Annotated[str, Field(pattern=r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")] = Field(
-        description="Import path of an estimator class in sklearn, xgboost or lightgbm, or of a factory "
-        "function in allowed_modules."
+        description="Import path of an estimator class in sklearn, xgboost or lightgbm (the last two need "
+        "the [xgboost] / [lightgbm] extra), or of a factory function in allowed_modules."
     )
     allowed_modules: list[str] = Field(
         default_factory=list,
@@ -141,8 +151,8 @@ class TrainingSection(Section):
     )
     trusted_types: list[str] = Field(
         default_factory=list,
-        description="skops types a model may hold besides scikit-learn, numpy and scipy (exact names, "
-        "or prefixes ending in '.').",
+        description="skops types a model may hold besides scikit-learn, numpy, scipy and the XGBoost/"
+        "LightGBM wrapper types (exact names, or prefixes ending in '.').",
     )
 
     @field_validator("allowed_modules")
@@ -183,8 +193,37 @@ class SliceSection(Section):
     )
 
 
+class CustomMetricSection(Section):
+    function: Annotated[str, Field(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")] = Field(
+        description="`module:function` in the DAGs folder: (y_true, y_pred, y_proba, X) -> float."
+    )
+    greater_is_better: bool = Field(True, description="Direction for vs_champion, degrade and robustness.")
+
+
+class RobustnessSection(Section):
+    noise: float = Field(0.0, ge=0, le=10, description="Gaussian noise, times each numeric feature's std.")
+    missing_rate: float = Field(0.0, ge=0, le=0.9, description="Share of feature values blanked.")
+    max_drop: dict[MetricName, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        description="{metric: largest allowed drop} on the perturbed holdout."
+    )
+    seed: Count = Field(42, ge=0, lt=2**32, description="Seed of the noise and the blanking.")
+
+
 class EvaluationSection(Section):
     primary_metric: MetricName = Field(description="Headline metric.")
+    custom_metrics: dict[MetricName, CustomMetricSection] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="Business metrics: {name: {function, greater_is_better}}; usable in every gate.",
+    )
+    cost_matrix: dict[str, dict[str, Annotated[float, Field(allow_inf_nan=False)]]] | None = Field(
+        None,
+        description="{actual_class: {predicted_class: cost}} (classification): metric expected_cost, lower "
+        "is better; a missing cell costs 0.",
+    )
+    robustness: RobustnessSection | None = Field(
+        None, description="Robustness gate: the challenger on a noisy, partly blanked holdout copy."
+    )
     thresholds: dict[MetricName, Bound] = Field(
         default_factory=dict, description="Absolute gates: {metric: {min, max}}."
     )

@@ -16,7 +16,6 @@ from mlops_provider.core.feedback import (
     SCORING_DATE_COLUMN,
     FeedbackError,
     LabelIssues,
-    degradation,
     live_metrics,
     paired_metrics,
     prepare_labels,
@@ -26,6 +25,7 @@ from mlops_provider.core.feedback import (
 )
 from mlops_provider.core.feedback_join import join_labels
 from mlops_provider.core.gate import compare_to_champion, evaluate_gates
+from mlops_provider.core.judgement import degradation
 
 CLASSES = ["rain", "sun"]
 DAY = "2024-03-0{}T00:00:00+00:00"

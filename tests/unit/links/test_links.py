@@ -26,6 +26,7 @@ EXPECTED = {
     "MLflowModelVersionLink": ("MLflow model version", "mlflow_model_version_url"),
     "ValidationReportLink": ("Validation report", "validation_report_url"),
     "DriftReportLink": ("Drift report", "drift_report_url"),
+    "ModelCardLink": ("Model card", "model_card_url"),
 }
 TI_KEY = TaskInstanceKey(dag_id="links_test", task_id="task", run_id="manual__1", try_number=1)
 LINK_MODULES = sorted(

@@ -202,6 +202,27 @@ def test_cli_validate_passes_the_shipped_configs():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_cli_validate_imports_custom_metric_functions_like_a_task(tmp_path, capsys, monkeypatch):
+    """``validate`` finds the metric module in the configs folder's parent (the DAGs folder), and names
+    the key of a function that is missing, not a function, or outside that folder."""
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (tmp_path / "team_kpis.py").write_text("def margin(y_true, y_pred, y_proba, X):\n    return 1.0\n")
+    monkeypatch.delitem(sys.modules, "team_kpis", raising=False)
+    monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(tmp_path / "elsewhere"))
+    functions = {"good": "team_kpis:margin", "absent": "team_kpis:nope", "stdlib": "os:getcwd"}
+    for name, function in functions.items():
+        custom = {"kpi": {"function": function}}
+        write(configs, f"{name}.yaml", mutate(evaluation__custom_metrics=custom, model__name=name))
+    assert cli(["validate", str(configs)]) == 1
+    out = [line for line in capsys.readouterr().out.splitlines() if "warning" not in line]
+    key = "evaluation.custom_metrics.kpi.function"
+    assert out == [
+        f"{configs / 'absent.yaml'}: {key}: 'team_kpis:nope' is not a function defined in team_kpis",
+        f"{configs / 'stdlib.yaml'}: {key}: no module 'os' in {tmp_path.resolve()} (looked for os.py)",
+    ]
+
+
 def test_safe_template_rewrites_ds_only_inside_expressions():
     assert safe_template("batches/{{ ds }}.csv") == "batches/{{ mlops_ds() }}.csv"
     assert safe_template("b/{{ds_nodash}}/ds.csv") == "b/{{mlops_ds_nodash()}}/ds.csv"

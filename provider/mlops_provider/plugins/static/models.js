@@ -663,7 +663,7 @@
       return [
         el("span", "stack", el("strong", "", `v${v.version}`), (v.aliases || []).map((a) => badge(`@${a}`, a === "champion" ? "ok" : "muted"))),
         time(v.created_at),
-        el("span", "stack", link(links.mlflow_run, v.run_id ? `run ${String(v.run_id).slice(0, 12)}` : "MLflow run", { fallback: v.run_id ? String(v.run_id) : "—" }), link(links.mlflow_version, "MLflow version"), link(links.dag_run, "DAG run", { top: true })),
+        el("span", "stack", link(links.mlflow_run, v.run_id ? `run ${String(v.run_id).slice(0, 12)}` : "MLflow run", { fallback: v.run_id ? String(v.run_id) : "—" }), link(links.mlflow_version, "MLflow version"), link(links.dag_run, "DAG run", { top: true }), link(links.model_card, "Model card")),
         withTitle(el("code", "", v.training_data_fingerprint ? String(v.training_data_fingerprint).slice(0, 12) : "—"), v.training_data_fingerprint),
         el("span", "stack", v.validation_result ? el("span", "", `validation: ${v.validation_result}`) : null, v.trigger_cause ? el("span", "", `cause: ${v.trigger_cause}`) : null),
         keyValues(v.metrics),
