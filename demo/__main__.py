@@ -1,6 +1,8 @@
 """`make demo`: the retraining loop end to end, under a real Airflow scheduler, on the embedded default.
 
-1. First training on Seattle's cold months (2012-2013): validate, train, evaluate, register, promote.
+1. First training on Seattle's cold months (2012-2013): validate, train, evaluate, register, promote;
+   the gate reads a business metric (dags/weather_kpis.py), a cost matrix and a robustness check,
+   and the version gets its model card.
 2. A summer batch arrives: the drift monitor flags it and emits the model's drift Asset event.
 3. The scheduler starts the retrain DAG because of that event (summer labels have landed meanwhile);
    the gate compares the challenger with the champion on the same holdout and says why it decides.
@@ -24,6 +26,7 @@ from demo.airflow_local import ROOT, embedded_env
 
 MODEL = "seattle_weather"
 PERFORMANCE = f"{MODEL}_performance_monitor"
+BUSINESS_METRICS = ("rain_planning_value", "expected_cost")  # dags/weather_kpis.py; the cost matrix
 DATA = ROOT / "dags" / "configs" / "seattle_weather" / "data"
 
 
@@ -79,6 +82,27 @@ def describe_gate(summary: dict | None) -> None:
         value, threshold = gate.get("value"), gate.get("threshold")
         value_text = f"{value:.3f}" if isinstance(value, float) else str(value)
         say(f"     [{mark}] {gate.get('gate')} {gate.get('metric', '')}: {value_text} vs {threshold}")
+    challenger = (summary.get("metrics") or {}).get("challenger") or {}
+    business = {m: challenger.get(m) for m in BUSINESS_METRICS if m in challenger}
+    if business:
+        say("   business metrics: " + ", ".join(f"{m} {number(v)}" for m, v in business.items()))
+
+
+def show_model_card(version: object) -> None:
+    """The version's model card: where it is served, and its first lines (the Markdown)."""
+    from mlops_provider.hooks.mlflow import MLflowHook
+    from mlops_provider.hooks.model_card import read_card
+
+    card = read_card(MLflowHook(), MODEL, str(version), "model_card.md")
+    if card is None:
+        say(f"   model card: none for version {version}")
+        return
+    say(
+        f"   model card: /mlops/cards/{MODEL}/{version}/model_card.html (`make up`; also linked on the Models page)"
+    )
+    lines = [line for line in card.decode().splitlines() if line.strip()][:6]
+    for line in lines:
+        say(f"     | {line[:110]}")
 
 
 def main() -> int:
@@ -137,6 +161,7 @@ def loop() -> int:
         say(
             f"   model {MODEL} version {registered.get('version')}; champion: {f'v{before}' if before else 'none'} -> v{champion()}"
         )
+        show_model_card(registered.get("version"))
         if state != "success":
             return fail(retrain, run_id)
 

@@ -166,8 +166,8 @@ def test_hostile_function_paths_fail_naming_the_key(data: Path) -> None:
 
 def test_cost_matrix_with_an_unknown_class_fails_naming_the_key(data: Path) -> None:
     version, _ = trained(data, "sklearn.linear_model.LogisticRegression", {"max_iter": 5000})
-    with pytest.raises(AirflowFailException, match=r"evaluation.cost_matrix.malignant.bening: 'bening'"):
-        promote(version, cost_matrix={"malignant": {"bening": 50}})
+    with pytest.raises(AirflowFailException, match=r"evaluation.cost_matrix.malignent: no class the matrix"):
+        promote(version, cost_matrix={"malignent": {"bening": 50}})
     assert champion() is None
 
 

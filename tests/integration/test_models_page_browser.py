@@ -153,6 +153,7 @@ def loop(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     mp.setattr(airflow.settings, "DAGS_FOLDER", str(dags))
     try:
         shutil.copy(ROOT / "dags" / "mlops_dags.py", dags / "mlops_dags.py")
+        shutil.copy(ROOT / "dags" / "weather_kpis.py", dags / "weather_kpis.py")  # its custom metric
         shutil.copy(ROOT / "dags" / "configs" / "seattle_weather" / "suite.json", configs / "suite.json")
         batches = weather_batches()
         batches.pop("train").to_csv(configs / "data" / "train" / "cold.csv", index=False)

@@ -141,18 +141,20 @@ class MetricPlan:
         return {name: self.greater_is_better(name) for name in self.names}
 
     def check_classes(self, classes: Iterable[Any] | None) -> None:
-        """Every class the cost matrix names is one of the model's; else an error naming the key."""
+        """
+        The cost matrix names at least one of the model's classes; else an error naming the key (a
+        typo). A class the model does not know (absent from this training data) only never matches.
+        """
         if not self.cost_matrix or classes is None:
             return
         known = {str(c) for c in classes}
-        for actual, row in self.cost_matrix.items():
-            for key in [actual, *(f"{actual}.{p}" for p in row if p not in known)]:
-                name = key.rsplit(".", 1)[-1]
-                if name not in known:
-                    raise InvalidInputError(
-                        f"evaluation.cost_matrix.{key}: {name!r} is not a class of the model "
-                        f"({', '.join(sorted(known))})"
-                    )
+        named = set(self.cost_matrix) | {p for row in self.cost_matrix.values() for p in row}
+        if not named & known:
+            first = next(iter(self.cost_matrix))
+            raise InvalidInputError(
+                f"evaluation.cost_matrix.{first}: no class the matrix names is a class of the model "
+                f"({', '.join(sorted(known))})"
+            )
 
     def values(
         self, y_true: Any, y_pred: Any, y_proba: Any = None, X: Any = None

@@ -152,15 +152,19 @@ class MLflowHook(BaseHook):
             Path(settings.artifact_location.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
         with ENVIRON_LOCK, scoped_environ(settings.environ()):
             import mlflow
+            from mlflow.tracking._model_registry import utils as registry_state
+            from mlflow.tracking._tracking_service import utils as tracking_state
 
-            previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+            # What was set explicitly (None: nothing, MLflow reads the environment): the public getters
+            # would answer with this block's environment, and restoring that would pin it for good.
+            previous = (tracking_state._tracking_uri, registry_state._registry_uri)
             mlflow.set_tracking_uri(settings.tracking_uri)
             mlflow.set_registry_uri(settings.registry_uri)
             try:
                 yield mlflow.MlflowClient(settings.tracking_uri, settings.registry_uri)
             finally:
-                mlflow.set_tracking_uri(previous[0])
-                mlflow.set_registry_uri(previous[1])
+                mlflow.set_tracking_uri(previous[0])  # type: ignore[arg-type]  # None unsets it
+                registry_state._registry_uri = previous[1]
 
     @contextmanager
     def client(self, doing: str = "") -> Iterator[MlflowClient]:

@@ -298,8 +298,12 @@ class ModelCardHook(MLflowRegistryHook):
             summary = self.rollback(name, alias, to_version, reason, who, request_key=request_key)
         except ChampionChangedError as changed:
             raise AirflowFailException(f"rollback of {name}@{alias} not done: {changed}") from None
+        self.cards_after_rollback(name, alias, summary)
+        return summary
+
+    def cards_after_rollback(self, name: str, alias: str, summary: Mapping[str, Any]) -> None:
+        """The cards of the restored version and of the one it replaced, and the description."""
         for version in {summary.get("new_version"), summary.get("old_version")} - {None}:
             self._safely(self.write_card, name, str(version))
         if summary.get("new_version") is not None:
             self._safely(self.point_description, name, alias)
-        return summary

@@ -23,9 +23,9 @@ from mlops_provider.core.performance import (
     SCORING_TS_METRIC,
     VERSIONS_TAG,
 )
+from mlops_provider.hooks.model_card import ModelCardHook
 from mlops_provider.hooks.models import METRIC_PREFIX as HOLDOUT_PREFIX
 from mlops_provider.hooks.monitoring import MonitoringHook
-from mlops_provider.hooks.registry import MLflowRegistryHook
 
 BATCHES_MAX = 10_000
 
@@ -52,7 +52,7 @@ def _json_dict(raw: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-class PerformanceHook(MLflowRegistryHook):
+class PerformanceHook(ModelCardHook):
     """What the performance monitor reads and moves in MLflow (see the module docstring)."""
 
     @property
@@ -116,12 +116,18 @@ class PerformanceHook(MLflowRegistryHook):
             lock_owner=lock_owner,
         )
         self.drop_challenger(name, version)
-        self.record_decision(summary)
+        self.record_with_card(dict(summary), str(summary["decided_by"]))
 
     def refuse_challenger(self, summary: Mapping[str, Any]) -> None:
-        """Record the refusal on the challenger version and stop scoring it in shadow."""
-        self.record_decision(summary)
+        """Record the refusal on the challenger version (and its card); stop scoring it in shadow."""
+        self.record_with_card(dict(summary), str(summary["decided_by"]))
         self.drop_challenger(summary["model_name"], str(summary["new_version"]))
+
+    def rollback_on_labels(
+        self, name: str, alias: str, to_version: Any, reason: str, who: str, **kw: Any
+    ) -> None:
+        """:meth:`rollback` (``request_key``, ``expected``: as there), then the cards and the description."""
+        self.cards_after_rollback(name, alias, self.rollback(name, alias, to_version, reason, who, **kw))
 
     def drop_challenger(self, model_name: str, version: str) -> None:
         """Delete ``@challenger`` if it still points at ``version`` (a newer challenger keeps it)."""

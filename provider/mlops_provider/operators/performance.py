@@ -353,7 +353,7 @@ class PerformanceMonitorOperator(LeanSetattrMixin, MLflowHookMixin, PerformanceL
         decision = live_decision(summary, judgement, DECIDED_BY, who)
         try:
             if judgement.action == "rollback":
-                self.hook.rollback(
+                self.hook.rollback_on_labels(
                     self.model_name,
                     self.alias,
                     judgement.target_version,

@@ -164,3 +164,18 @@ def test_redact_uri_and_scoped_environ(monkeypatch):
         assert os.environ["KEEP_ME"] == "2"
     assert os.environ["KEEP_ME"] == "1"
     assert "NEW_ONE" not in os.environ
+
+
+def test_a_session_leaves_no_uri_pinned_in_the_process(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """After a hook's session MLflow reads its URIs from the environment again, as before it: a later
+    client in the same process (another connection, another test) never talks to this one's server."""
+    import mlflow
+
+    first = {"conn_type": "mlflow", "host": "http://127.0.0.1:9", "extra": {"max_retries": 0}}
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_FIRST", json.dumps(first))
+    with MLflowHook("mlflow_first").session():
+        assert mlflow.get_registry_uri() == "http://127.0.0.1:9"
+    later = f"sqlite:///{tmp_path / 'later.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", later)
+    assert mlflow.get_tracking_uri() == later
+    assert mlflow.get_registry_uri() == later
