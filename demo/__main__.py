@@ -100,8 +100,9 @@ def show_model_card(version: object) -> None:
     say(
         f"   model card: /mlops/cards/{MODEL}/{version}/model_card.html (`make up`; also linked on the Models page)"
     )
-    lines = [line for line in card.decode().splitlines() if line.strip()][:6]
-    for line in lines:
+    lines = [line for line in card.decode().splitlines() if line.strip()]
+    start = next((i for i, line in enumerate(lines) if line.startswith("## Intended use")), 0)
+    for line in lines[:2] + lines[start : start + 5]:
         say(f"     | {line[:110]}")
 
 

@@ -39,6 +39,7 @@ def embedded_env(root: Path = ROOT) -> dict[str, str]:
         "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
         **WARM_WORKERS,
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "MLOPS_MLFLOW_UI_URL": "http://127.0.0.1:5000",
     }
     return {k: os.environ.get(k, v) for k, v in defaults.items()}
