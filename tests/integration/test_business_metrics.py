@@ -101,7 +101,7 @@ def test_custom_metric_and_cost_are_logged_and_gate_promotion(data: Path) -> Non
     summary = promote(
         version,
         custom_metrics=custom,
-        cost_matrix=COSTS,
+        cost_matrix={**COSTS, "unseen": {"benign": 7}},  # a class this model lacks: noted, never matched
         thresholds={"expected_profit": {"min": 0.0}, "expected_cost": {"max": 5.0}},
     )
     assert summary["decision"] == "promoted"
@@ -109,6 +109,10 @@ def test_custom_metric_and_cost_are_logged_and_gate_promotion(data: Path) -> Non
     gated = {(g["gate"], g["metric"]) for g in summary["gates"]}
     assert {("threshold_min", "expected_profit"), ("threshold_max", "expected_cost")} <= gated
     assert summary["metrics"]["challenger"]["expected_profit"] == pytest.approx(metrics["expected_profit"])
+    assert summary["metrics"]["challenger"]["expected_cost"] == pytest.approx(metrics["expected_cost"])
+    [note] = [g for g in summary["gates"] if g["gate"] == "note"]
+    assert note["passed"]
+    assert "['unseen']" in note["detail"]
 
 
 def test_cost_is_lower_is_better_against_the_champion(data: Path) -> None:

@@ -294,7 +294,12 @@ def _report(
         report = classification_metrics(true, pred, proba, codes)
     if plan is not None and set(plan.extra_names) & set(wanted):
         proba, _ = _probabilities(rows)
-        report.add(*plan.values(rows[LABEL_COLUMN].to_numpy(), rows[PREDICTION_COLUMN].to_numpy(), proba))
+        values, errors = plan.values(rows[LABEL_COLUMN].to_numpy(), rows[PREDICTION_COLUMN].to_numpy(), proba)
+        if set(errors) & set(wanted):  # never judged, promoted or rolled back on a metric that failed
+            raise InvalidInputError(
+                "; ".join(f"{m} on live rows (X is None): {e}" for m, e in errors.items())
+            )
+        report.add(values, errors)
     return {name: report.values[name] for name in wanted if name in report.values}
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_provider.core.errors import InvalidInputError
+from mlops_provider.core.feedback_join import _text as class_text  # one text form of a class, live too
 from mlops_provider.core.metrics import LOWER_IS_BETTER, TASK_TYPES, is_finite_number, metric_names
 
 EXPECTED_COST = "expected_cost"
@@ -32,6 +33,7 @@ CUSTOM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 FUNCTION_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 MAX_CUSTOM_METRICS = 20
 MAX_ERROR_CHARS = 300
+WHOLE_NUMBER = re.compile(r"^-?\d+(\.0+)?$")
 PRIVATE_PREFIX = "mlops_metrics_"  # a module loaded from its file, beside one of the same name
 
 
@@ -77,8 +79,14 @@ def _cost_matrix(raw: Any) -> dict[str, dict[str, float]]:
                 raise InvalidInputError(
                     f"evaluation.cost_matrix.{actual}.{predicted} must be a finite number, got {cost!r}"
                 )
-            matrix.setdefault(str(actual), {})[str(predicted)] = float(cost)
+            matrix.setdefault(_class_key(actual), {})[_class_key(predicted)] = float(cost)
     return matrix
+
+
+def _class_key(key: Any) -> str:
+    """A matrix key as the text a class has (``"1.0"`` and ``1`` -> ``"1"``, as labels read live)."""
+    text = str(key)
+    return text.split(".")[0] if WHOLE_NUMBER.match(text) else text
 
 
 @dataclass(frozen=True)
@@ -140,14 +148,14 @@ class MetricPlan:
     def directions_all(self) -> dict[str, bool]:
         return {name: self.greater_is_better(name) for name in self.names}
 
-    def check_classes(self, classes: Iterable[Any] | None) -> None:
+    def check_classes(self, classes: Iterable[Any] | None) -> list[str]:
         """
-        The cost matrix names at least one of the model's classes; else an error naming the key (a
-        typo). A class the model does not know (absent from this training data) only never matches.
+        The classes the cost matrix names that the model does not know (absent from this training
+        data: their cells never match); an error naming the key when it names none of them (a typo).
         """
         if not self.cost_matrix or classes is None:
-            return
-        known = {str(c) for c in classes}
+            return []
+        known = {class_text(c) for c in classes}
         named = set(self.cost_matrix) | {p for row in self.cost_matrix.values() for p in row}
         if not named & known:
             first = next(iter(self.cost_matrix))
@@ -155,6 +163,7 @@ class MetricPlan:
                 f"evaluation.cost_matrix.{first}: no class the matrix names is a class of the model "
                 f"({', '.join(sorted(known))})"
             )
+        return sorted(named - known)
 
     def values(
         self, y_true: Any, y_pred: Any, y_proba: Any = None, X: Any = None
@@ -175,7 +184,7 @@ class MetricPlan:
     ) -> tuple[float | None, str]:
         try:
             function = self.function(metric)
-            result = function(y_true, y_pred, y_proba, X)
+            result = function(*_copies(y_true, y_pred, y_proba, X))  # the caller's data stays as it was
         except InvalidInputError as err:
             return None, str(err)
         except Exception as err:  # the user's code: any failure refuses, with its name and error
@@ -189,6 +198,10 @@ class MetricPlan:
         if metric.name not in self._functions:
             self._functions[metric.name] = load_function(metric.function, self.roots, metric.name)
         return self._functions[metric.name]
+
+
+def _copies(*values: Any) -> list[Any]:
+    return [value.copy() if hasattr(value, "copy") else value for value in values]
 
 
 def _as_number(result: Any) -> float | None:
@@ -211,8 +224,8 @@ def expected_cost(matrix: Mapping[str, Mapping[str, float]], y_true: Any, y_pred
     """The mean cost per row; None for no rows."""
     import numpy as np
 
-    actual = np.asarray(y_true).astype(str)
-    predicted = np.asarray(y_pred).astype(str)
+    actual = np.asarray([class_text(v) for v in np.asarray(y_true, dtype=object)], dtype=object)
+    predicted = np.asarray([class_text(v) for v in np.asarray(y_pred, dtype=object)], dtype=object)
     if len(actual) == 0:
         return None
     costs = np.zeros(len(actual), dtype=float)

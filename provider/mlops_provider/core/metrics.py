@@ -69,10 +69,12 @@ class MetricReport:
     non_finite: list[str] = field(default_factory=list)
     rows: int = 0
     errors: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)  # said with the metric, e.g. unknown cost classes
 
     def as_dict(self) -> dict[str, Any]:
         report = {"metrics": dict(self.values), "non_finite": list(self.non_finite), "rows": self.rows}
-        return report | ({"errors": dict(self.errors)} if self.errors else {})
+        extra = {"errors": dict(self.errors), "notes": dict(self.notes)}
+        return report | {key: value for key, value in extra.items() if value}
 
     def add(self, values: Mapping[str, float | None], errors: Mapping[str, str]) -> None:
         """Custom metric values (``None``: no finite value) and their errors."""
@@ -117,7 +119,11 @@ def compute_metrics(
         predictions, proba = predict_with_proba(model, X)
         report = classification_metrics(y, predictions, proba, _classes_of(model))
     if plan is not None and plan.extra_names:
-        plan.check_classes(_classes_of(model))
+        unknown = plan.check_classes(_classes_of(model))
+        if unknown:
+            report.notes["expected_cost"] = (
+                f"cost_matrix names classes the model does not know, whose cells never match: {unknown}"
+            )
         report.add(*plan.values(y, predictions, proba, X))
     return report
 

@@ -87,66 +87,6 @@ def gate_request(
     )
 
 
-APPROVAL_MODES = ("auto", "manual")
-FORCED_KEYS = ("forced_by", "force_reason")
-# What a gate decision returns (XCom) and records; the full summary also holds decided_at.
-SUMMARY_KEYS = (
-    "decision",
-    "gates",
-    "old_version",
-    "new_version",
-    "reason",
-    "metrics",
-    "challenger_metrics_source",
-    "alias",
-    "model_name",
-    "dag_run",
-    "decided_by",
-    *FORCED_KEYS,
-)
-STRICTER_ONLY = "a trigger can only make the gate stricter, never looser"
-
-
-def trigger_requests(
-    approval: Any, approval_floor: Any, skip_vs_champion: Any, allow_forced: Any, force_reason: Any
-) -> tuple[str, bool]:
-    """
-    The effective approval mode and forced-retrain flag of a run, from what its trigger asked
-    (``approval``, ``skip_vs_champion``: the retrain DAG's Params) under what the config allows
-    (``approval_floor`` = ``promotion.approval``, ``allow_forced`` = ``promotion.allow_forced``).
-    A trigger may turn ``auto`` into ``manual``, never the reverse; it may skip the champion comparison
-    only where the config allows it, and with a reason. A refusal names the Param and the rule.
-    """
-    for name, value in (("approval", approval), ("approval_floor", approval_floor)):
-        if value not in APPROVAL_MODES:
-            raise InvalidInputError(f"{name} must be one of {', '.join(APPROVAL_MODES)}, got {value!r}")
-    with airflow_errors():
-        skip = lineage.as_bool(skip_vs_champion, "skip_vs_champion")
-        forced_allowed = lineage.as_bool(allow_forced, "allow_forced")
-    if approval_floor == "manual" and approval != "manual":
-        raise InvalidInputError(
-            f"Param 'approval': {approval!r} is refused: the model's config requires a human approval "
-            f"(promotion.approval: manual) and {STRICTER_ONLY} (auto -> manual only)"
-        )
-    if skip and not forced_allowed:
-        raise InvalidInputError(
-            "Param 'skip_vs_champion': a forced retrain (skipping the champion comparison) is refused: the "
-            f"model's config does not allow it (promotion.allow_forced: false) and {STRICTER_ONLY}"
-        )
-    if skip and not str(force_reason or "").strip():
-        raise InvalidInputError(
-            "skip_vs_champion=True needs a force_reason (Param 'force_reason'; it is recorded with the decision)"
-        )
-    return ("manual" if "manual" in (approval, approval_floor) else "auto"), skip
-
-
-def forced_record(skip_vs_champion: Any, force_reason: Any, triggered_by: str | None) -> dict[str, str]:
-    """Who forced a retrain and why (summary keys :data:`FORCED_KEYS`); empty when nothing was forced."""
-    if skip_vs_champion is not True:
-        return {}
-    return {"forced_by": triggered_by or "unknown", "force_reason": str(force_reason or "").strip()}
-
-
 @dataclass
 class GateScores:
     task_type: str
@@ -157,6 +97,7 @@ class GateScores:
     slices: dict[str, Any] | None
     plan: MetricPlan
     metric_errors: dict[str, str] = field(default_factory=dict)
+    metric_notes: dict[str, str] = field(default_factory=dict)  # recorded with the decision
     robustness: dict[str, Any] | None = None  # the perturbed holdout's settings and metrics
     robustness_gates: list[GateResult] = field(default_factory=list)
 
@@ -196,6 +137,7 @@ class GateScorer:
         if plan.extra_names or robustness:
             record, why = None, "custom metrics and the robustness gate are computed by the gate itself"
         errors: dict[str, str] = {}
+        notes: dict[str, str] = {}
         robust: tuple[dict[str, Any] | None, list[GateResult]] = (None, [])
         if record is not None:
             self.hook.verify_model(f"models:/{request.model_name}/{request.version}")
@@ -209,6 +151,7 @@ class GateScorer:
             self.log.info("Scoring the challenger %s v%s here: %s", request.model_name, request.version, why)
             model, report, slices = self._score_challenger(request, challenger, X, y, holdout, plan)
             metrics, errors, source = jsonable_metrics(report.values), report.errors, "computed"
+            notes = report.notes
             if robustness:
                 with airflow_errors():
                     robust = score_robustness(model, X, y, metrics, robustness, plan)
@@ -227,9 +170,12 @@ class GateScorer:
             champion_version,
             champion,
         )
-        return GateScores(
-            challenger.task_type, metrics, source, champion, champion_version, slices, plan, errors, *robust
+        scores = GateScores(
+            challenger.task_type, metrics, source, champion, champion_version, slices, plan, errors
         )
+        scores.robustness, scores.robustness_gates = robust
+        scores.metric_notes = notes
+        return scores
 
     def _plan(self, request: GateRequest, task_type: str) -> tuple[MetricPlan, RobustnessSpec | None]:
         from mlops_provider.core.metric_plan import MetricPlan
@@ -357,7 +303,7 @@ def decide_gate(
     approval: str,
 ) -> Decision:
     """Every configured gate evaluated and the decision; a bad configuration fails naming the key."""
-    from mlops_provider.core.gate import decide, evaluate_gates, validate_config
+    from mlops_provider.core.gate import GateResult, decide, evaluate_gates, validate_config
 
     try:
         with airflow_errors(f"gate configuration for {request.model_name!r}"):
@@ -372,8 +318,9 @@ def decide_gate(
                 directions=scores.plan.directions,
                 metric_errors=scores.metric_errors,
             )
+            notes = [GateResult("note", m, None, None, True, n) for m, n in scores.metric_notes.items()]
             return decide(
-                gates + scores.robustness_gates,
+                gates + scores.robustness_gates + notes,
                 has_champion=scores.champion_version is not None,
                 first_run=first_run,
                 approval=approval,

@@ -12,13 +12,14 @@ if TYPE_CHECKING:
 
 
 def metric_roots(context: Any = None) -> tuple[str, ...]:
-    """The folders custom metric modules may live in: ``[core] dags_folder`` and the DAG file's folder."""
+    """The folders custom metric modules may live in: the DAG file's folder and ``[core] dags_folder``."""
     from airflow.configuration import conf
 
-    roots = [conf.get("core", "dags_folder", fallback="")]
+    roots = []
     fileloc = getattr((context or {}).get("dag"), "fileloc", None)
-    if fileloc:
+    if fileloc:  # first: the run's own DAG bundle version, where there are several
         roots.append(str(Path(fileloc).parent))
+    roots.append(conf.get("core", "dags_folder", fallback=""))
     return tuple(dict.fromkeys(r for r in roots if r and Path(r).is_dir()))
 
 

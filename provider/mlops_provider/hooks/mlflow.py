@@ -157,7 +157,7 @@ class MLflowHook(BaseHook):
 
             # What was set explicitly (None: nothing, MLflow reads the environment): the public getters
             # would answer with this block's environment, and restoring that would pin it for good.
-            previous = (tracking_state._tracking_uri, registry_state._registry_uri)
+            previous = (tracking_state._tracking_uri, registry_state._registry_uri)  # pinned by a test
             mlflow.set_tracking_uri(settings.tracking_uri)
             mlflow.set_registry_uri(settings.registry_uri)
             try:

@@ -220,9 +220,11 @@ class ModelCardHook(MLflowRegistryHook):
         """A card write after a recorded decision: a failure is logged, never raised (see the module)."""
         try:
             write(*args)
-        except CARD_ERRORS as err:
+        except Exception as err:  # after a recorded decision nothing may fail the task (a retry re-decides)
             self.log.warning(
-                "Model card not updated (the decision stands; the next card write repairs it): %s", err
+                "Model card not updated (the decision stands; the next card write repairs it): %s",
+                err,
+                exc_info=not isinstance(err, CARD_ERRORS),
             )
 
     # -- registration and decisions (the registry operators' steps) ----------------------------

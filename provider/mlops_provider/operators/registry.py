@@ -21,7 +21,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from mlops_provider.core import lineage
 from mlops_provider.exceptions import airflow_errors
 from mlops_provider.hooks.approval import ApprovalHook, approval_text
-from mlops_provider.hooks.gate import SUMMARY_KEYS, forced_record, trigger_requests
+from mlops_provider.hooks.gate_requests import SUMMARY_KEYS, forced_record, trigger_requests
 from mlops_provider.hooks.mlflow import MLflowHookMixin
 from mlops_provider.hooks.model_card import ModelCardHook, approval_of
 from mlops_provider.hooks.openlineage import PromotionLineageMixin, RegistrationLineageMixin

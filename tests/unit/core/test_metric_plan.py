@@ -242,3 +242,49 @@ def test_live_metrics_and_degradation_use_the_plan(root: Path) -> None:
     assert result.value == 1.5
     with pytest.raises(InvalidInputError, match="degrade.churn: not one of this model's metrics"):
         monitor_settings(costs, degrade={"churn": {"max_drop": 1.0}})
+
+
+def test_a_custom_metric_that_fails_on_live_rows_fails_the_check(root: Path) -> None:
+    """Live rows have no features: a function reading X fails there, and nothing is judged on it."""
+    (root / "needs_x.py").write_text(
+        "def margin(y_true, y_pred, y_proba, X):\n    return float(X['price'].sum())\n"
+    )
+    plan = MetricPlan.build("classification", {"margin": {"function": "needs_x:margin"}}, None, [root])
+    joined = pd.DataFrame(
+        {
+            "id": range(2),
+            LABEL_COLUMN: ["rain", "sun"],
+            PREDICTION_COLUMN: ["rain", "sun"],
+            "model_version": "3",
+            "alias": "champion",
+            "scoring_date": "2026-01-01T00:00:00Z",
+        }
+    )
+    with pytest.raises(
+        InvalidInputError, match=r"margin on live rows \(X is None\): needs_x:margin raised TypeError"
+    ):
+        live_metrics(joined, task_type="classification", metrics=["f1_macro", "margin"], plan=plan)
+    assert live_metrics(
+        joined, task_type="classification", metrics=["f1_macro"], plan=plan
+    )  # not asked: fine
+
+
+def test_whole_number_classes_are_one_text_offline_and_live() -> None:
+    """A float target (blank rows made it float) has classes 0.0/1.0; live labels read as "0"/"1"."""
+    costs = MetricPlan.build("classification", None, {"1.0": {"0": 5.0}, 0: {"1": 1.0}})
+    assert costs.cost_matrix == {"1": {"0": 5.0}, "0": {"1": 1.0}}
+    assert costs.check_classes([0.0, 1.0]) == []
+    offline = costs.values(np.array([1.0, 1.0, 0.0]), np.array([0.0, 1.0, 1.0]))[0]
+    live = costs.values(np.array(["1", "1", "0"], dtype=object), np.array(["0", "1", "1"], dtype=object))[0]
+    assert offline == live == {EXPECTED_COST: 2.0}
+
+
+def test_custom_functions_get_copies_of_the_data(root: Path) -> None:
+    (root / "mutating.py").write_text(
+        "def spoil(y_true, y_pred, y_proba, X):\n    X.loc[:, 'a'] = 0\n    y_true[:] = 'x'\n    return 1.0\n"
+    )
+    plan = MetricPlan.build("classification", {"spoil": {"function": "mutating:spoil"}}, None, [root])
+    X, y = pd.DataFrame({"a": [1, 2]}), np.array(["p", "q"], dtype=object)
+    assert plan.values(y, y, None, X) == ({"spoil": 1.0}, {})
+    assert X["a"].tolist() == [1, 2]
+    assert y.tolist() == ["p", "q"]

@@ -260,7 +260,7 @@ def test_rollback_operator_unknown_version_and_bad_name(store, name):
     [("auto", "auto", "auto"), ("manual", "auto", "manual"), ("manual", "manual", "manual")],
 )
 def test_a_trigger_may_tighten_the_approval(approval, floor, effective):
-    from mlops_provider.hooks.gate import trigger_requests
+    from mlops_provider.hooks.gate_requests import trigger_requests
 
     assert trigger_requests(approval, floor, False, False, "") == (effective, False)
 
