@@ -183,7 +183,8 @@ def test_robustness_gate_passes_a_model_that_handles_noise_and_blanks(data: Path
     summary = promote(version, robustness=ROBUST)
     assert summary["decision"] == "promoted"
     [gate] = [g for g in summary["gates"] if g["gate"] == "robustness"]
-    assert gate["passed"] and 0 <= gate["value"] <= 0.1 or gate["value"] < 0
+    assert gate["passed"]
+    assert gate["value"] <= 0.1  # the drop; negative when the noisy copy happens to score better
     assert "noise 0.3, missing_rate 0.1, seed 7" in gate["detail"]
 
 

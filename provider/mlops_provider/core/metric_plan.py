@@ -141,11 +141,7 @@ class MetricPlan:
 
     @property
     def directions(self) -> dict[str, bool]:
-        """``{metric: greater_is_better}`` for the metrics beyond the built-in ones."""
-        return {name: self.greater_is_better(name) for name in self.extra_names}
-
-    @property
-    def directions_all(self) -> dict[str, bool]:
+        """``{metric: greater_is_better}`` for every metric of the plan."""
         return {name: self.greater_is_better(name) for name in self.names}
 
     def check_classes(self, classes: Iterable[Any] | None) -> list[str]:

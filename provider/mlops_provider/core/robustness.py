@@ -143,6 +143,6 @@ def score_robustness(
     except Exception as err:  # a model that cannot score noisy or missing inputs is not robust
         error = f"the model cannot score the perturbed holdout: {type(err).__name__}: {str(err)[:300]}"
         record["error"] = error
-        return record, robustness_results(clean, None, spec, plan.directions_all, error)
+        return record, robustness_results(clean, None, spec, plan.directions, error)
     record["metrics"] = dict(report.values)
-    return record, robustness_results(clean, report.values, spec, plan.directions_all)
+    return record, robustness_results(clean, report.values, spec, plan.directions)

@@ -273,11 +273,12 @@ def deep_check(item: LoadedConfig) -> list[ConfigProblem]:
 
 
 def metric_roots(item: LoadedConfig) -> tuple[str, ...]:
-    """Where tasks find custom metric modules: ``[core] dags_folder``, and the configs folder's parent."""
-    from airflow.configuration import conf
+    """Where tasks find custom metric modules (:func:`~mlops_provider.hooks.metric_plan.metric_roots`),
+    and the configs folder's parent."""
+    from mlops_provider.hooks.metric_plan import metric_roots as task_roots
 
-    roots = [conf.get("core", "dags_folder", fallback=""), str(Path(item.path).resolve().parent.parent)]
-    return tuple(dict.fromkeys(r for r in roots if r and os.path.isdir(r)))
+    parent = str(Path(item.path).resolve().parent.parent)
+    return tuple(dict.fromkeys([*task_roots(), *([parent] if os.path.isdir(parent) else [])]))
 
 
 def _metric_function_problems(item: LoadedConfig) -> list[ConfigProblem]:
