@@ -16,7 +16,18 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-BENCHMARKS = ("parse", "drift", "drift_defaults", "validation", "loop", "registry", "models_api", "feedback")
+BENCHMARKS = (
+    "parse",
+    "drift",
+    "drift_defaults",
+    "drift_scale",
+    "validation",
+    "loop",
+    "registry",
+    "models_api",
+    "feedback",
+    "scoring",
+)
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -50,6 +61,23 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def stamp_now(smoke: bool) -> str:
+    return f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC{' (smoke sizes)' if smoke else ''}"
+
+
+def merged(previous: str, fresh: list[str]) -> list[str]:
+    """The previous file's sections in BENCHMARKS order, those just measured replaced."""
+    import re
+
+    parts = re.split(r"^## (\S+)\n", previous, flags=re.MULTILINE)
+    kept = {
+        name: f"## {name}\n{body.rstrip()}\n" for name, body in zip(parts[1::2], parts[2::2], strict=True)
+    }
+    kept.update({section.split("\n", 1)[0][3:]: section for section in fresh})
+    order = [n for n in BENCHMARKS if n in kept] + [n for n in kept if n not in BENCHMARKS]
+    return [kept[n] for n in order]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes; checks the benchmarks still run")
@@ -78,11 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         text = table(rows)
         print(text)
         doc = (module.__doc__ or "").strip().splitlines()[0]
-        sections.append(f"## {name}\n\n{doc}\n\n{text}\n({time.monotonic() - started:.0f} s)\n")
+        took = time.monotonic() - started
+        sections.append(f"## {name}\n\n{doc}\n\n{text}\n({took:.0f} s, measured {stamp_now(args.smoke)})\n")
     output = args.output or (RESULTS if not args.smoke else RESULTS.with_name("RESULTS.smoke.md"))
+    if args.only and output.exists():  # the other sections stay as they were recorded
+        sections = merged(output.read_text(), sections)
     header = (
-        f"# Benchmark results\n\nWritten by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
-        f"{' (smoke sizes)' if args.smoke else ''}.\n\nMachine: {machine()}\n\n"
+        f"# Benchmark results\n\nWritten by `make bench`; each section says when it was measured.\n\n"
+        f"Machine: {machine()}\n\n"
         "Medians over the runs with (min-max); ratios are measured side by side in the same run.\n\n"
     )
     output.write_text(header + "\n".join(sections))

@@ -88,6 +88,7 @@ def get_provider_info() -> dict[str, object]:
             "mlops_provider.hooks.evidently",
             "mlops_provider.hooks.performance",
             "mlops_provider.hooks.feedback",
+            "mlops_provider.hooks.scoring",
         ),
         "operators": _modules(
             "mlops_provider.operators.validation",
@@ -96,6 +97,7 @@ def get_provider_info() -> dict[str, object]:
             "mlops_provider.operators.evaluation",
             "mlops_provider.operators.registry",
             "mlops_provider.operators.scoring",
+            "mlops_provider.operators.scoring_map",
             "mlops_provider.operators.performance",
         ),
         "sensors": _modules("mlops_provider.sensors.drift", "mlops_provider.sensors.registry"),

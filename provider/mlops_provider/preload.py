@@ -36,6 +36,7 @@ DEFAULT_MODULES = (
     "numpy",
     "pandas",
     "pyarrow.parquet",
+    "pyarrow.dataset",
     "scipy.stats",
     "sklearn.ensemble",
     "sklearn.linear_model",

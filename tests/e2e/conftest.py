@@ -424,7 +424,12 @@ def _cleanup(topology: Topology) -> None:
     try:
         client = redis.Redis.from_url(REDIS_URL)
         keys = list(client.scan_iter(match=f"{topology.name}:*", count=1000))
-        for kombu_key in ("_kombu.binding.default", "_kombu.binding.training", "_kombu.binding.celery"):
+        for kombu_key in (
+            "_kombu.binding.default",
+            "_kombu.binding.training",
+            "_kombu.binding.scoring",
+            "_kombu.binding.celery",
+        ):
             keys += list(client.scan_iter(match=f"{topology.name}:{kombu_key}*"))
         if keys:
             client.delete(*keys)

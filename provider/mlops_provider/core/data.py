@@ -63,6 +63,33 @@ def _format_of(path: str) -> str:
     )
 
 
+def _hidden(relative: str) -> bool:
+    return any(part.startswith(("_", ".")) for part in relative.split("/"))
+
+
+def _folder_files(folder: str, fs: AbstractFileSystem | None) -> list[str]:
+    """A folder's data: the files its manifest lists (a published output), else every CSV/Parquet file
+    at any depth (partition folders), skipping names that start with ``_`` or ``.``."""
+    from mlops_provider.core.manifest import MANIFEST, manifest_files
+
+    listed = f"{folder}/{MANIFEST}"
+    if os.path.isfile(listed) if fs is None else fs.isfile(listed):
+        opener = open if fs is None else fs.open
+        with opener(listed, "rb") as handle:
+            return [f"{folder}/{name}" for name in manifest_files(handle.read(), listed)]
+    if fs is None:
+        found = (str(p) for p in Path(folder).rglob("*") if p.is_file())
+    else:
+        found = (str(p) for p in fs.find(folder))
+    prefix = len(fs._strip_protocol(folder) if fs is not None else folder) + 1
+    scheme = urlsplit(folder).scheme
+    out = []
+    for path in found:
+        if path.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES) and not _hidden(path[prefix:]):
+            out.append(path if fs is None or "://" in path else f"{scheme}://{path}")
+    return sorted(out)
+
+
 def expand(uri: str, fs: AbstractFileSystem | None = None) -> list[str]:
     """The files a URI names, sorted; a glob must match at least one file."""
     has_glob = bool(GLOB_CHARS & set(uri))
@@ -74,11 +101,7 @@ def expand(uri: str, fs: AbstractFileSystem | None = None) -> list[str]:
                 raise NoDataError(f"{uri}: no file matches this pattern")
             return files
         if os.path.isdir(path):
-            files = sorted(
-                str(p)
-                for p in Path(path).iterdir()
-                if p.is_file() and p.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES)
-            )
+            files = _folder_files(path, None)
             if not files:
                 raise NoDataError(f"{uri}: the folder holds no CSV or Parquet file")
             return files
@@ -92,9 +115,7 @@ def expand(uri: str, fs: AbstractFileSystem | None = None) -> list[str]:
         if has_glob:
             found = sorted(fs.glob(uri))
         elif fs.isdir(uri):
-            found = sorted(
-                p for p in fs.ls(uri, detail=False) if p.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES)
-            )
+            found = _folder_files(uri.rstrip("/"), fs)
         elif fs.exists(uri):
             found = [uri]
         else:
@@ -183,9 +204,15 @@ def read_frame(
     uri: str, fs: AbstractFileSystem | None = None, columns: Sequence[str] | None = None
 ) -> pd.DataFrame:
     """Read every file a URI names into one DataFrame; all files must share one set of columns."""
+    return read_files(expand(uri, fs), fs, columns)
+
+
+def read_files(
+    files: Sequence[str], fs: AbstractFileSystem | None = None, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Read ``files`` into one DataFrame; all must share one set of columns (the first file's)."""
     import pandas as pd
 
-    files = expand(uri, fs)
     frames: list[pd.DataFrame] = []
     for path in files:
         frame = _read_one(path, fs, columns)

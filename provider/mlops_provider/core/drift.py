@@ -47,7 +47,11 @@ never ``drift``.
 
 Defaults (declared here once; the operator, the sensor and the config schema use these names):
 ``DEFAULT_DRIFT_SHARE``, ``DEFAULT_MIN_ROWS``, ``DEFAULT_NUMERIC_METHOD``, ``DEFAULT_CATEGORICAL_METHOD``,
-``DEFAULT_REPORT_SAMPLE_ROWS``; the accepted methods are ``NUMERIC_METHODS`` and ``CATEGORICAL_METHODS``.
+``DEFAULT_REPORT_SAMPLE_ROWS``, ``DEFAULT_MAX_ROWS``; the accepted methods are ``NUMERIC_METHODS`` and
+``CATEGORICAL_METHODS``.
+
+Data above ``max_rows`` (the drift task's argument) is compared on a deterministic sample of each frame
+(:mod:`mlops_provider.core.data_sample`); ``compute_drift(..., sample=DriftSample(...))`` records it.
 
 Layout: the scores are in :mod:`mlops_provider.core.drift_stats`, column selection and the report's
 frames in :mod:`mlops_provider.core.drift_frames`, the result types in
@@ -66,6 +70,7 @@ from mlops_provider.core.drift_args import (
     CATEGORICAL_METHODS,
     DEFAULT_CATEGORICAL_METHOD,
     DEFAULT_DRIFT_SHARE,
+    DEFAULT_MAX_ROWS,
     DEFAULT_MIN_ROWS,
     DEFAULT_NUMERIC_METHOD,
     DEFAULT_REPORT_SAMPLE_ROWS,
@@ -77,7 +82,7 @@ from mlops_provider.core.drift_args import (
     resolve_methods,
 )
 from mlops_provider.core.drift_frames import Kind, column_kind, report_frames, resolve_columns
-from mlops_provider.core.drift_result import ColumnDrift, DriftResult
+from mlops_provider.core.drift_result import ColumnDrift, DriftResult, DriftSample
 from mlops_provider.core.drift_stats import (
     JS_NUMERIC_BINS_MIN_UNIQUE,
     MAX_CATEGORIES,
@@ -105,6 +110,7 @@ __all__ = [
     "CATEGORICAL_METHODS",
     "DEFAULT_CATEGORICAL_METHOD",
     "DEFAULT_DRIFT_SHARE",
+    "DEFAULT_MAX_ROWS",
     "DEFAULT_MIN_ROWS",
     "DEFAULT_NUMERIC_METHOD",
     "DEFAULT_REPORT_SAMPLE_ROWS",
@@ -118,6 +124,7 @@ __all__ = [
     "P_VALUE_METHODS",
     "ColumnDrift",
     "DriftResult",
+    "DriftSample",
     "Kind",
     "Status",
     "bucket",
@@ -175,6 +182,7 @@ def compute_drift(
     target: str | None = None,
     reference_uri: str = "reference",
     current_uri: str = "current",
+    sample: DriftSample | None = None,
 ) -> DriftResult:
     """
     Per-column drift scores and the dataset decision (see the module docstring).
@@ -185,6 +193,8 @@ def compute_drift(
 
     :param threshold: one value for both methods, or ``{"numeric": ..., "categorical": ...}``; default
         each method's Evidently default (0.1 for distances, 0.05 for p-values)
+    :param sample: the frames are samples of larger data: scores and ``auto`` use the sampled rows;
+        ``n_reference``/``n_current`` and ``min_rows`` the true counts; the result records it.
     :raises DataError: schema mismatch (missing/extra column, numeric vs categorical), naming URI and column
     :raises InvalidInputError: a bad argument (a ``ValueError``)
     """
@@ -210,12 +220,13 @@ def compute_drift(
         status="insufficient_data",
         drift_share=None,
         threshold_share=float(drift_share),
-        n_reference=len(reference),
-        n_current=len(current),
+        n_reference=sample.reference_total if sample else len(reference),
+        n_current=sample.current_total if sample else len(current),
         min_rows=min_rows,
         numeric_method=numeric_method,
         categorical_method=categorical_method,
         columns=results,
+        sample=sample,
     )
     return _decide(result, drift_share, min_rows)
 

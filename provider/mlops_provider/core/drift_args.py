@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mlops_provider.core.data_sample import check_max_rows
 from mlops_provider.core.errors import InvalidInputError
 
 AUTO = "auto"
@@ -24,6 +25,9 @@ DEFAULT_MIN_ROWS = 200
 DEFAULT_NUMERIC_METHOD = AUTO
 DEFAULT_CATEGORICAL_METHOD = AUTO
 DEFAULT_REPORT_SAMPLE_ROWS = 50_000
+# Above this many rows a frame is read as a deterministic sample of this size, and the decision is
+# computed on it (None: no limit). Memory ~ rows x columns x 8 bytes per frame, twice while joined.
+DEFAULT_MAX_ROWS = 1_000_000
 
 
 # -- arguments --------------------------------------------------------------------------------------
@@ -72,9 +76,10 @@ def check_task_arguments(
     numeric_method: str,
     categorical_method: str,
     threshold: float | Mapping[str, float] | None,
+    max_rows: Any = None,
 ) -> None:
-    """A drift task's arguments (:func:`check_arguments` plus what names the data and the report);
-    raise :class:`~mlops_provider.core.errors.InvalidInputError` naming the bad one."""
+    """A drift task's arguments (:func:`check_arguments` plus what names the data, the report and the
+    sample); raise :class:`~mlops_provider.core.errors.InvalidInputError` naming the bad one."""
     if not isinstance(model_name, str) or not model_name:
         raise InvalidInputError(f"model_name must be a non-empty string, got {model_name!r}")
     if not isinstance(current_uri, str) or not current_uri:
@@ -92,6 +97,12 @@ def check_task_arguments(
         categorical_method=categorical_method,
         threshold=threshold,
     )
+    limit = check_max_rows(max_rows)
+    if limit is not None and limit < min_rows:
+        raise InvalidInputError(
+            f"max_rows ({limit}) must be at least min_rows ({min_rows}): a sample smaller than min_rows "
+            "could never be judged"
+        )
 
 
 def resolve_methods(numeric_method: str, categorical_method: str, rows: int) -> tuple[str, str]:

@@ -39,6 +39,32 @@ class ColumnDrift:
         return out
 
 
+@dataclass(frozen=True)
+class DriftSample:
+    """The rows a decision was computed on when the data was above ``max_rows``: each frame's sample
+    size and true row count, and the seed (:mod:`mlops_provider.core.data_sample`)."""
+
+    reference_rows: int
+    reference_total: int
+    current_rows: int
+    current_total: int
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reference": {"rows": self.reference_rows, "of": self.reference_total},
+            "current": {"rows": self.current_rows, "of": self.current_total},
+            "seed": self.seed,
+        }
+
+    def note(self) -> str:
+        return (
+            f"The drift decision was computed on a deterministic sample (seed {self.seed}) of "
+            f"{self.reference_rows} of {self.reference_total} reference rows and {self.current_rows} of "
+            f"{self.current_total} current rows."
+        )
+
+
 @dataclass
 class DriftResult:
     """The drift of a dataset: the decision and every column's result."""
@@ -53,6 +79,7 @@ class DriftResult:
     categorical_method: str
     columns: list[ColumnDrift] = field(default_factory=list)
     reason: str | None = None
+    sample: DriftSample | None = None  # set when the decision used a sample (n_* stay the true counts)
 
     @property
     def drifted_columns(self) -> list[str]:
@@ -88,7 +115,12 @@ class DriftResult:
             out["columns_truncated"] = len(ordered) - max_columns
         if self.reason:
             out["reason"] = self.reason
+        out["sample"] = self.sample.to_dict() if self.sample else None
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "drifted_columns": self.drifted_columns}
+        return {
+            **asdict(self),
+            "drifted_columns": self.drifted_columns,
+            "sample": self.sample.to_dict() if self.sample else None,
+        }

@@ -12,7 +12,11 @@ from mlops_provider.core.errors import InvalidInputError
 PREFIX = "mlops."
 TRAINING_DATA_URI = "mlops.training_data_uri"
 TRAINING_DATA_FINGERPRINT = "mlops.training_data_fingerprint"
-TRAINING_DATA_ROWS = "mlops.training_data_rows"
+TRAINING_DATA_ROWS = "mlops.training_data_rows"  # the rows read (and fingerprinted): the sample's, if any
+# Set only when training used a deterministic sample of data above training.max_rows:
+TRAINING_ROWS_TOTAL = "mlops.training_rows_total"  # the rows the training data held
+TRAINING_SAMPLE_ROWS = "mlops.training_sample_rows"  # the rows sampled (as TRAINING_DATA_ROWS)
+TRAINING_SAMPLE_SEED = "mlops.training_sample_seed"  # the sample's seed (training.random_state)
 FEATURES = "mlops.features"  # JSON list
 TARGET = "mlops.target"
 TASK_TYPE = "mlops.task_type"

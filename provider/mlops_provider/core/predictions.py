@@ -45,27 +45,23 @@ def _chunk(model: Any, chunk: pd.DataFrame, features: Sequence[str], probabiliti
     return out
 
 
-def score_in_chunks(
+def score_frame(
     model: Any,
-    frame: pd.DataFrame,
+    chunk: pd.DataFrame,
     features: Sequence[str],
-    chunk_size: int,
+    row_start: int = 0,
     id_columns: Sequence[str] = (),
     probabilities: bool = False,
 ) -> pd.DataFrame:
-    """Predictions for every row, ``chunk_size`` rows at a time: id columns, ``row``, ``prediction``
-    and, with ``probabilities`` for a classifier, ``proba_<class>``."""
+    """One chunk's predictions: id columns, ``row`` (from ``row_start``), ``prediction`` and, with
+    ``probabilities`` for a classifier, ``proba_<class>``."""
+    import numpy as np
     import pandas as pd
 
-    parts = []
-    for start in range(0, len(frame), chunk_size):
-        chunk = frame.iloc[start : start + chunk_size]
-        head = chunk[list(id_columns)].copy() if id_columns else pd.DataFrame(index=chunk.index)
-        head[ROW_COLUMN] = range(start, start + len(chunk))
-        parts.append(pd.concat([head, _chunk(model, chunk, features, probabilities)], axis=1))
-    if not parts:
-        return pd.DataFrame(columns=[*id_columns, ROW_COLUMN, PREDICTION_COLUMN])
-    return pd.concat(parts, ignore_index=True)
+    head = chunk[list(id_columns)].reset_index(drop=True) if id_columns else pd.DataFrame()
+    head[ROW_COLUMN] = np.arange(row_start, row_start + len(chunk), dtype=np.int64)
+    scored = _chunk(model, chunk, features, probabilities).reset_index(drop=True)
+    return pd.concat([head, scored], axis=1)
 
 
 def stamp(

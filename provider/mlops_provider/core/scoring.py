@@ -164,12 +164,11 @@ def _missing_problems(frame: pd.DataFrame, features: Sequence[str], inputs: Mode
     return problems
 
 
-def unseen_shares(frame: pd.DataFrame, inputs: ModelInputs) -> dict[str, float]:
-    """Per encoded column, the share of rows with a category the model did not see in training."""
-    shares = {}
-    rows = len(frame)
+def unseen_counts(frame: pd.DataFrame, inputs: ModelInputs) -> dict[str, int]:
+    """Per encoded column, the rows with a category the model did not see in training."""
+    counts = {}
     for name, known in inputs.categories.items():
-        if name not in frame.columns or rows == 0:
+        if name not in frame.columns or len(frame) == 0:
             continue
         column = frame[name]
         present = column.notna()
@@ -177,8 +176,14 @@ def unseen_shares(frame: pd.DataFrame, inputs: ModelInputs) -> dict[str, float]:
         unseen = int((~column[present].isin(seen)).sum())
         if not any(_is_missing(k) for k in known):
             unseen += int((~present).sum())
-        shares[name] = round(unseen / rows, 6)
-    return shares
+        counts[name] = unseen
+    return counts
+
+
+def unseen_shares(frame: pd.DataFrame, inputs: ModelInputs) -> dict[str, float]:
+    """Per encoded column, the share of rows with a category the model did not see in training."""
+    rows = len(frame)
+    return {name: round(count / rows, 6) for name, count in unseen_counts(frame, inputs).items()}
 
 
 def check_batch(

@@ -3,8 +3,9 @@
 No Airflow in here: :class:`~mlops_provider.operators.validation.ValidateDataOperator` reads the data,
 calls :func:`load_suite_spec`, :func:`build_suite`, :func:`validate_frame`, then writes what
 :func:`result_document` and :func:`render_html` return. Suite reading and building live in
-:mod:`~mlops_provider.core.validation_suite`, the HTML page in :mod:`~mlops_provider.core.validation_report`;
-both are re-exported here.
+:mod:`~mlops_provider.core.validation_suite`, the outputs (summary, failure message, JSON document, HTML
+page) in :mod:`~mlops_provider.core.validation_report`; both are re-exported here. Partitions of one
+dataset validated apart are combined into one verdict by :mod:`~mlops_provider.core.validation_combine`.
 
 Why it is not just ``ExpectationSuite(**spec)`` + ``batch.validate(suite)``:
 
@@ -27,11 +28,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mlops_provider.core.validation_report import render_html
+from mlops_provider.core.validation_report import (
+    MAX_VALUE_CHARS,
+    failure_message,
+    render_html,
+    result_document,
+    summary,
+)
 from mlops_provider.core.validation_suite import (
     GX_LOGGER,
     SuiteError,
     build_suite,
+    load_suite,
     load_suite_spec,
     parse_suite_json,
     quiet_gx_logging,
@@ -51,6 +59,7 @@ __all__ = [
     "build_suite",
     "failure_message",
     "json_safe",
+    "load_suite",
     "load_suite_spec",
     "parse_suite_json",
     "quiet_gx_logging",
@@ -61,7 +70,6 @@ __all__ = [
 ]
 
 DETAIL_RESULT_FORMAT = "BASIC"
-MAX_VALUE_CHARS = 200
 MAX_ERROR_CHARS = 500
 _MISSING_COLUMN = re.compile(r'column "(?P<column>.+?)" in BatchData does not exist')
 _COLUMN_KWARGS = ("column", "column_A", "column_B")
@@ -83,9 +91,10 @@ class FailedExpectation:
     unexpected_values: list[Any]
     error: str | None
     observed_value: Any = None
+    note: str | None = None  # how a combined verdict was reached (partitions)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        found = {
             "type": self.type,
             "column": self.column,
             "unexpected_count": self.unexpected_count,
@@ -93,6 +102,7 @@ class FailedExpectation:
             "error": self.error,
             "observed_value": _bounded(self.observed_value),
         }
+        return {**found, "note": self.note} if self.note else found
 
 
 @dataclass
@@ -288,12 +298,16 @@ def validate_frame(
     *,
     data_name: str = "dataset",
     max_unexpected_values: int = 5,
+    partition: bool = False,
 ) -> ValidationOutcome:
     """
     Run ``suite`` on ``frame`` with an ephemeral GX context. A 0-row frame never succeeds.
 
     :param data_name: how errors name the data (its URI).
     :param max_unexpected_values: at most this many unexpected values per failed expectation.
+    :param partition: ``frame`` is one partition of a dataset: every expectation reports its counts
+        (``DETAIL_RESULT_FORMAT``, for :mod:`~mlops_provider.core.validation_combine`), and 0 rows is
+        no failure by itself (the combined verdict judges the total).
     """
     quiet_gx_logging()
     import great_expectations as gx
@@ -301,89 +315,36 @@ def validate_frame(
     quiet_gx_logging()
     started = dt.datetime.now(dt.UTC)
     batch = _whole_frame_batch(frame)
-    first = batch.validate(suite, result_format="BOOLEAN_ONLY").to_json_dict()
-    results = _with_details(batch, suite, list(first.get("results") or []), max_unexpected_values)
+    if partition:  # BASIC costs about what BOOLEAN_ONLY does (1M rows x 9 columns: 0.44 s vs 0.37 s)
+        detail = {
+            "result_format": DETAIL_RESULT_FORMAT,
+            "partial_unexpected_count": max(1, max_unexpected_values),
+        }
+        first = batch.validate(suite, result_format=detail).to_json_dict()
+        results = list(first.get("results") or [])
+    else:
+        first = batch.validate(suite, result_format="BOOLEAN_ONLY").to_json_dict()
+        results = _with_details(batch, suite, list(first.get("results") or []), max_unexpected_values)
     first["results"] = results
-    first.setdefault("meta", {})["result_format"] = f"BOOLEAN_ONLY; failed ones {DETAIL_RESULT_FORMAT}"
+    first.setdefault("meta", {})["result_format"] = (
+        DETAIL_RESULT_FORMAT if partition else f"BOOLEAN_ONLY; failed ones {DETAIL_RESULT_FORMAT}"
+    )
 
     columns = [str(c) for c in frame.columns]
     failed, details = _findings(results, columns, max_unexpected_values)
     rows = len(frame)
     statistics = first.get("statistics") or {}
     return ValidationOutcome(
-        success=bool(first.get("success")) and rows > 0,
+        success=bool(first.get("success")) and (rows > 0 or partition),
         suite_name=suite.name,
         rows=rows,
         columns=columns,
         evaluated=int(statistics.get("evaluated_expectations", len(results))),
         failed=failed,
         result=json_safe(first, max_chars=None),
-        error=f"dataset {data_name} has 0 rows" if rows == 0 else None,
+        error=f"dataset {data_name} has 0 rows" if rows == 0 and not partition else None,
         gx_version=str(gx.__version__),
         started_at=started.isoformat(timespec="seconds"),
         duration_s=(dt.datetime.now(dt.UTC) - started).total_seconds(),
         details=details,
     )
-
-
-# -- outputs -----------------------------------------------------------------------------------------
-def summary(
-    outcome: ValidationOutcome,
-    *,
-    data_uri: str,
-    report_uri: str | None,
-    result_uri: str | None,
-    status: str,
-    max_failed: int = 50,
-) -> dict[str, Any]:
-    """The small XCom summary; the list of failed expectations is bounded by ``max_failed``."""
-    return {
-        "success": outcome.success,
-        "status": status,
-        "data_uri": data_uri,
-        "suite": outcome.suite_name,
-        "rows": outcome.rows,
-        "evaluated": outcome.evaluated,
-        "failed": len(outcome.failed),
-        "failed_expectations": [f.as_dict() for f in outcome.failed[:max_failed]],
-        "error": outcome.error,
-        "report_uri": report_uri,
-        "result_uri": result_uri,
-    }
-
-
-def failure_message(outcome: ValidationOutcome, data_uri: str, max_items: int = 20) -> str:
-    """One message listing why the validation failed (for the task log and the exception)."""
-    lines = [f"Validation of {data_uri} with suite {outcome.suite_name!r} failed"]
-    if outcome.error:
-        lines.append(f"  - {outcome.error}")
-    for f in outcome.failed[:max_items]:
-        text = f"  - {f.type}" + (f" on column {f.column!r}" if f.column else "")
-        if f.error:
-            text += f": {f.error}"
-        elif f.unexpected_count is not None:
-            text += f": {f.unexpected_count} unexpected value(s), e.g. {f.unexpected_values}"
-        elif f.observed_value is not None:
-            text += f": observed {json.dumps(f.observed_value, default=str)[:MAX_VALUE_CHARS]}"
-        lines.append(text)
-    if len(outcome.failed) > max_items:
-        lines.append(f"  ... and {len(outcome.failed) - max_items} more")
-    lines.append(f"({len(outcome.failed)} of {outcome.evaluated} expectation(s) failed, {outcome.rows} rows)")
-    return "\n".join(lines)
-
-
-def result_document(outcome: ValidationOutcome, data_uri: str, source: str) -> bytes:
-    """The full result as JSON bytes: provenance plus GX's validation result."""
-    doc = {
-        "data_uri": data_uri,
-        "suite": outcome.suite_name,
-        "suite_source": source,
-        "rows": outcome.rows,
-        "columns": outcome.columns,
-        "success": outcome.success,
-        "error": outcome.error,
-        "validated_at": outcome.started_at,
-        "great_expectations_version": outcome.gx_version,
-        "validation_result": outcome.result,
-    }
-    return json.dumps(doc, indent=1, allow_nan=False).encode()

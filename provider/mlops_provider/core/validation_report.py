@@ -1,4 +1,5 @@
-"""The self-contained HTML page of a validation (inline CSS, no scripts, no network).
+"""What a validation outputs: the small XCom summary, the failure message, the full JSON document and the
+self-contained HTML page (inline CSS, no scripts, no network).
 
 Every value that lands in the page (suite, URIs, column names, expectation arguments, observed and
 unexpected values, errors, counts) goes through :func:`_esc` (HTML-escaped, quotes included), and the
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlops_provider.core.validation import FailedExpectation, ValidationOutcome
+
+MAX_VALUE_CHARS = 200
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1f2328;background:#f6f8fa}
@@ -67,6 +70,8 @@ def render_html(outcome: ValidationOutcome, data_uri: str, source: str, title: s
             if f.observed_value is not None:
                 parts.append(f"observed <code>{_esc(f.observed_value)}</code>")
             finding = ", ".join(parts) or "failed"
+        if f.note:
+            finding += f"<br><small>{_esc(f.note)}</small>"
         rows_html.append(
             f'<tr class="{"pass" if d["success"] else "fail"}"><td>{"pass" if d["success"] else "FAIL"}</td>'
             f"<td><code>{_esc(f.type)}</code></td><td>{_esc(f.column)}</td>"
@@ -98,3 +103,67 @@ def render_html(outcome: ValidationOutcome, data_uri: str, source: str, title: s
 </main></body></html>
 """
     return page.encode()
+
+
+# -- outputs -----------------------------------------------------------------------------------------
+def summary(
+    outcome: ValidationOutcome,
+    *,
+    data_uri: str,
+    report_uri: str | None,
+    result_uri: str | None,
+    status: str,
+    max_failed: int = 50,
+) -> dict[str, Any]:
+    """The small XCom summary; the list of failed expectations is bounded by ``max_failed``."""
+    return {
+        "success": outcome.success,
+        "status": status,
+        "data_uri": data_uri,
+        "suite": outcome.suite_name,
+        "rows": outcome.rows,
+        "evaluated": outcome.evaluated,
+        "failed": len(outcome.failed),
+        "failed_expectations": [f.as_dict() for f in outcome.failed[:max_failed]],
+        "error": outcome.error,
+        "report_uri": report_uri,
+        "result_uri": result_uri,
+    }
+
+
+def failure_message(outcome: ValidationOutcome, data_uri: str, max_items: int = 20) -> str:
+    """One message listing why the validation failed (for the task log and the exception)."""
+    lines = [f"Validation of {data_uri} with suite {outcome.suite_name!r} failed"]
+    if outcome.error:
+        lines.append(f"  - {outcome.error}")
+    for f in outcome.failed[:max_items]:
+        text = f"  - {f.type}" + (f" on column {f.column!r}" if f.column else "")
+        if f.error:
+            text += f": {f.error}"
+        elif f.unexpected_count is not None:
+            text += f": {f.unexpected_count} unexpected value(s), e.g. {f.unexpected_values}"
+        elif f.observed_value is not None:
+            text += f": observed {json.dumps(f.observed_value, default=str)[:MAX_VALUE_CHARS]}"
+        lines.append(text + (f" [{f.note}]" if f.note else ""))
+    if len(outcome.failed) > max_items:
+        lines.append(f"  ... and {len(outcome.failed) - max_items} more")
+    lines.append(f"({len(outcome.failed)} of {outcome.evaluated} expectation(s) failed, {outcome.rows} rows)")
+    return "\n".join(lines)
+
+
+def result_document(outcome: ValidationOutcome, data_uri: str, source: str, **extra: Any) -> bytes:
+    """The full result as JSON bytes: provenance (plus ``extra`` keys) and GX's validation result."""
+    doc = {
+        "data_uri": data_uri,
+        "suite": outcome.suite_name,
+        "suite_source": source,
+        "rows": outcome.rows,
+        "columns": outcome.columns,
+        "success": outcome.success,
+        "error": outcome.error,
+        "validated_at": outcome.started_at,
+        "great_expectations_version": outcome.gx_version,
+        "validation_result": outcome.result,
+        **extra,
+    }
+    return json.dumps(doc, indent=1, allow_nan=False).encode()

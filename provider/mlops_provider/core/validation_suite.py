@@ -83,6 +83,25 @@ def load_suite_spec(
     return parse_suite_json(raw, suite), suite
 
 
+def load_suite(
+    suite: Any, resolve: Callable[[str], str], read: Callable[[str], bytes], absent: Sequence[str] = ()
+) -> tuple[ExpectationSuite, str, list[str]]:
+    """
+    The built GX suite without what it says about ``absent`` optional columns, where it came from, and
+    what was left out (:func:`without_columns`).
+
+    :param suite: a dict, or the path/URI of a suite JSON file (``resolve`` makes it absolute).
+    :param read: reads the file.
+    """
+    from_file = isinstance(suite, str) and bool(suite.strip())
+    if from_file:
+        suite = resolve(suite)
+    spec, source = load_suite_spec(suite, read)
+    spec, skipped = without_columns(spec, absent)
+    default_name = source.rsplit("/", 1)[-1].removesuffix(".json") if from_file else "suite"
+    return build_suite(spec, source, default_name=default_name), source, skipped
+
+
 def _read_local(path: str) -> bytes:
     with open(path, "rb") as handle:
         return handle.read()

@@ -30,6 +30,7 @@ class DataHook(BaseHook):
 
         data = DataHook(conn_id="aws_default", base_dir="/opt/airflow/dags/configs")
         frame = data.read_frame("s3://bucket/batches/2026-12-01.csv")
+        sample, total = data.read_sample("s3://bucket/history/", max_rows=1_000_000)  # bounded memory
         data.write_frame(predictions, "predictions/2026-12-01.parquet")  # atomic
 
     :param conn_id: Airflow connection for remote URIs; ``None`` uses the scheme's default.
@@ -59,6 +60,38 @@ class DataHook(BaseHook):
         path = self.resolve(uri)
         with airflow_errors():
             return core_data.read_frame(path, self.filesystem(path), columns=columns)
+
+    def read_sample(
+        self,
+        uri: str,
+        max_rows: int | None,
+        seed: int = 0,
+        columns: Sequence[str] | None = None,
+        total: int | None = None,
+    ) -> tuple[pd.DataFrame, int]:
+        """
+        At most ``max_rows`` rows of every file ``uri`` names (resolved) and how many rows they hold: a
+        deterministic sample above the limit (same data and seed, same rows), every row as
+        :meth:`read_frame` reads them at or below it (see :mod:`mlops_provider.core.data_sample`).
+
+        :param total: the row count, when the caller has it already (:meth:`count_rows`)
+        """
+        from mlops_provider.core.data_sample import read_sample
+
+        path = self.resolve(uri)
+        with airflow_errors():
+            fs = self.filesystem(path)
+            files = core_data.expand(path, fs)
+            return read_sample(files, fs, max_rows, seed, columns, total=total)
+
+    def count_rows(self, uri: str) -> int:
+        """The rows of every file ``uri`` names (Parquet footers; CSV files are read in chunks)."""
+        from mlops_provider.core.data_sample import total_rows
+
+        path = self.resolve(uri)
+        with airflow_errors():
+            fs = self.filesystem(path)
+            return total_rows(core_data.expand(path, fs), fs)
 
     def files(self, uri: str) -> list[str]:
         """The files ``uri`` names (resolved, sorted); none yet (no match, no such file) is ``[]``."""

@@ -2,7 +2,8 @@
 
 The drift *decision* never comes from here (see :mod:`mlops_provider.core.drift`): Evidently gets the
 columns that have a score, with the same kinds and methods as the decision, on a deterministic sample
-when the data is large, and the HTML opens with a banner stating the decision (and the sample, if any).
+when the data is large, and the HTML opens with a banner stating the decision (and the samples, if any:
+the report's, and the decision's when the data was above the check's ``max_rows``).
 Every value that reaches the banner (model name, URIs, column names, reasons) is HTML-escaped.
 
 Evidently embeds column names and category values unescaped in JSON inside ``<script>`` blocks of its
@@ -85,19 +86,13 @@ class EvidentlyHook(BaseHook):
         if not numeric and not categorical:
             self.log.warning("No column has a score: no Evidently report")
             return None
-        note = None
-        if sampled:
-            note = (
-                f"Charts and scores in this report use a deterministic sample (seed {seed}) of "
-                f"{len(ref)} of {len(reference)} reference rows and {len(cur)} of {len(current)} current rows. "
-                "The drift decision was computed on all rows."
-            )
+        note = sample_note(result, len(ref), len(cur), seed) if sampled or result.sample else None
         metadata = {
             "model_name": defuse(model_name),
             "decision": result.status,
             "reference_uri": defuse(reference_uri),
             "current_uri": defuse(current_uri),
-            "sampled": sampled,
+            "sampled": sampled or result.sample is not None,
         }
         thresholds = {c.column: c.threshold for c in result.columns}
         renames = {name: defuse(name) for name in numeric + categorical}
@@ -156,6 +151,17 @@ class EvidentlyHook(BaseHook):
             with open(json_path, "rb") as handle:
                 snapshot_json = handle.read()
         return html, snapshot_json
+
+
+def sample_note(result: DriftResult, report_reference: int, report_current: int, seed: int) -> str:
+    """What the report's rows and the decision's rows were, against the data's true row counts."""
+    charts = (
+        f"Charts and scores in this report use a deterministic sample (seed {seed}) of {report_reference} "
+        f"of {result.n_reference} reference rows and {report_current} of {result.n_current} current rows."
+    )
+    if result.sample is not None:
+        return f"{charts} {result.sample.note()}"
+    return f"{charts} The drift decision was computed on all rows."
 
 
 def defuse(text: str) -> str:

@@ -1,7 +1,8 @@
 """What the performance monitor reads from storage: the prediction files of its batches, and label files.
 
 Both cross a trust boundary. A batch record (anyone who can write MLflow runs can plant one) may only
-name files inside the scoring output's folder, with no glob; a file's rows count only for the alias and
+name files (or a published folder of parts, read through its manifest) inside the scoring output's
+folder, with no glob; a file's rows count only for the alias and
 version its record lists and only inside the window (:func:`~mlops_provider.core.performance.batch_rows`).
 Label files land from outside: only files inside the labels folder count (a symlink pointing out is
 left out), and a CSV holding NUL bytes is refused, naming it (the CSV reader would cut the field).
@@ -79,7 +80,8 @@ class FeedbackReader(DataHook):
         if not found:
             self._leave_out(f"{uri}: the prediction file is gone")
             return None
-        return self.read_frame(found[0])  # listed once: no glob, so the one file
+        # no glob: the one file, or a published folder's files (those its manifest lists)
+        return self.read_frame(uri)
 
     def label_files(self, labels_uri: str) -> list[str]:
         """The label files that have arrived inside the labels folder (none yet: ``[]``)."""

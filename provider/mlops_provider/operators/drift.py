@@ -1,7 +1,8 @@
 """Data drift: compare current data with the data the champion model was trained on (Evidently 0.7).
 
-The decision comes from :func:`mlops_provider.core.drift.compute_drift` on all rows (a numpy/scipy port
-of Evidently's methods, method pinned); Evidently renders the HTML report for humans, on a deterministic
+The decision comes from :func:`mlops_provider.core.drift.compute_drift` on all rows, or on a
+deterministic sample of each frame above ``max_rows`` (a numpy/scipy port of Evidently's methods,
+method pinned); Evidently renders the HTML report for humans, on a deterministic
 sample when the data is large (the report says so). The check itself (reference, reads, decision,
 report) is :class:`~mlops_provider.hooks.drift.DriftCheckHook`, shared with the drift sensor.
 
@@ -28,6 +29,7 @@ from mlops_provider.assets import drift_asset
 from mlops_provider.core.drift import (
     DEFAULT_CATEGORICAL_METHOD,
     DEFAULT_DRIFT_SHARE,
+    DEFAULT_MAX_ROWS,
     DEFAULT_MIN_ROWS,
     DEFAULT_NUMERIC_METHOD,
     DEFAULT_REPORT_SAMPLE_ROWS,
@@ -47,9 +49,9 @@ class DriftCheckOperator(LeanSetattrMixin, DriftCheckHookMixin, DriftLineageMixi
     Compare current data with the data the champion model was trained on and decide whether it drifted.
 
     Per-column scores use Evidently 0.7's methods, pinned (``wasserstein`` for numeric and
-    ``jensenshannon`` for categorical columns by default), computed on all rows; the dataset drifts when
-    the share of drifted columns among the evaluated ones reaches ``drift_share``. Below ``min_rows`` rows
-    the status is ``insufficient_data``, never ``drift``. An Evidently HTML report (and its JSON) is
+    ``jensenshannon`` for categorical columns by default), computed on all rows (on a deterministic sample
+    of each frame above ``max_rows``); the dataset drifts when the share of drifted columns among the
+    evaluated ones reaches ``drift_share``. Below ``min_rows`` rows the status is ``insufficient_data``, never ``drift``. An Evidently HTML report (and its JSON) is
     written under ``<reports root>/<dag_id>/<run_id>/<task_id>/`` and linked from the task ("Drift
     report"). When drift is confirmed the task emits an event on ``drift_asset(model_name)``.
 
@@ -57,8 +59,11 @@ class DriftCheckOperator(LeanSetattrMixin, DriftCheckHookMixin, DriftLineageMixi
 
         {"status": "drift" | "no_drift" | "insufficient_data", "drift_share": 0.75, "threshold_share": 0.3,
          "drifted_columns": [...], "columns": {"temp_max": {"score", "method", "drifted", "status"}, ...},
-         "n_reference": 1461, "n_current": 200, "reference_uri": ..., "current_uri": ...,
+         "n_reference": 1461, "n_current": 200, "sample": None, "reference_uri": ..., "current_uri": ...,
          "report_uri": ..., "champion_version": "3", "monitoring_run_id": "<MLflow run id>", ...}
+
+    Above ``max_rows``: ``"sample": {"reference": {"rows": 1000000, "of": 20000000}, "current": {...},
+    "seed": 0}`` (``n_reference``/``n_current`` stay the true row counts).
 
     :param model_name: registered model name in MLflow; names the Asset (templated, but keep it literal
         when ``emit_asset`` is on: the outlet is fixed when the DAG is parsed)
@@ -73,7 +78,11 @@ class DriftCheckOperator(LeanSetattrMixin, DriftCheckHookMixin, DriftLineageMixi
     :param categorical_method: ``jensenshannon`` (drift >= 0.1) or ``chisquare`` (p < 0.05)
     :param threshold: overrides the methods' thresholds: one number, or ``{"numeric": .., "categorical": ..}``
     :param report_sample_rows: the report is built on at most this many rows of each frame (deterministic
-        sample, stated on the report); the decision always uses all rows
+        sample, stated on the report)
+    :param max_rows: a frame above this many rows is read as a deterministic sample of this size (seed 0;
+        memory bounded by the sample) and the decision is computed on the samples: the summary's
+        ``sample`` and the report say so; ``min_rows`` is checked against the true row counts. ``None``:
+        every row (the whole data in memory). At least ``min_rows``.
     :param reports_uri: root for reports (local path or s3://...); default ``MLOPS_REPORTS_URI`` or
         ``<MLOPS_HOME>/.mlops/reports`` (templated)
     :param base_dir: folder relative paths resolve against (templated)
@@ -108,6 +117,7 @@ class DriftCheckOperator(LeanSetattrMixin, DriftCheckHookMixin, DriftLineageMixi
         categorical_method: str = DEFAULT_CATEGORICAL_METHOD,
         threshold: float | Mapping[str, float] | None = None,
         report_sample_rows: int = DEFAULT_REPORT_SAMPLE_ROWS,
+        max_rows: int | None = DEFAULT_MAX_ROWS,
         reports_uri: str | None = None,
         base_dir: str | None = None,
         data_conn_id: str | None = None,
@@ -133,6 +143,7 @@ class DriftCheckOperator(LeanSetattrMixin, DriftCheckHookMixin, DriftLineageMixi
         self.categorical_method = categorical_method
         self.threshold = threshold
         self.report_sample_rows = report_sample_rows
+        self.max_rows = max_rows
         self.reports_uri = reports_uri
         self.base_dir = base_dir
         self.data_conn_id = data_conn_id

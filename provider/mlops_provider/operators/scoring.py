@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -11,20 +10,26 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_provider.core import lineage
-from mlops_provider.core.predictions import score_in_chunks, shadow_uri, stamp
+from mlops_provider.core.manifest import Group, Plan, part_prefix
 from mlops_provider.exceptions import airflow_errors
 from mlops_provider.hooks.data import DataHook
 from mlops_provider.hooks.mlflow import MLflowHookMixin
 from mlops_provider.hooks.openlineage import ScoringLineageMixin
 from mlops_provider.hooks.registry import MLflowRegistryHook
+from mlops_provider.hooks.scoring import (
+    BatchReader,
+    ScoringOutput,
+    ScoringRun,
+    check_unseen,
+    new_attempt,
+    record_scored_batch,
+    shadow_versions,
+)
 from mlops_provider.lean_setattr import LeanSetattrMixin
 from mlops_provider.links.mlflow import MLflowModelVersionLink
 
 if TYPE_CHECKING:
-    import pandas as pd
     from airflow.sdk import Context
-
-    from mlops_provider.hooks.models import LoadedModel
 
 
 class BatchScoreOperator(LeanSetattrMixin, MLflowHookMixin, ScoringLineageMixin, BaseOperator):
@@ -113,6 +118,7 @@ class BatchScoreOperator(LeanSetattrMixin, MLflowHookMixin, ScoringLineageMixin,
         probabilities: bool = False,
         shadow_aliases: Sequence[str] | None = None,
         record_batch: bool = False,
+        part: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -133,41 +139,132 @@ class BatchScoreOperator(LeanSetattrMixin, MLflowHookMixin, ScoringLineageMixin,
         self.probabilities = probabilities
         self.shadow_aliases = shadow_aliases
         self.record_batch = record_batch
+        self.part = part
 
     def execute(self, context: Context) -> dict[str, Any]:
         max_share = self._check_arguments()
-        data = DataHook(conn_id=self.data_conn_id, base_dir=self.base_dir)
-        source = data.resolve(self.data_uri)
+        run = self._scoring_run(context)
+        if self.part is not None:
+            return self._score_group(run)
+        source = run.reader.uri
         version = self.hook.alias_version(self.model_name, self.alias)
         if version is None:
             raise AirflowSkipException(
                 f"{self.model_name}@{self.alias} does not exist (no champion yet): nothing to score {source} with"
             )
-        frame = data.read_frame(source)
-        if len(frame) == 0:
-            raise AirflowSkipException(f"{source} has no rows: nothing to score, no output written")
-        stamp_args = {"scored_at": datetime.now(UTC), "scoring_date": lineage.logical_date(context)}
+        files = run.reader.files()
+        versions = {
+            self.alias: version,
+            **shadow_versions(self.hook, self.model_name, self.shadow_aliases, version),
+        }
         self.log.info(
             "Scoring %s with %s version %s (resolved from @%s)", source, self.model_name, version, self.alias
         )
-        predictions, shares = self._score(frame, source, version, self.alias, max_share)
-        written = data.write_frame(
-            stamp(predictions, version=version, alias=self.alias, **stamp_args), self.output_uri
-        )
+        served, shadows = run.run(files, versions, part_prefix("all", new_attempt()))
+        if served.rows == 0:
+            for scorer in (served, *shadows):
+                scorer.writer.discard()
+            raise AirflowSkipException(f"{source} has no rows: nothing to score, no output written")
+        shares = {c: round(n / served.rows, 6) for c, n in sorted(served.unseen.items())}
+        try:
+            check_unseen(shares, max_share, self.on_unseen, served.where, self.log)
+        except AirflowFailException:
+            for scorer in (served, *shadows):
+                scorer.writer.discard()
+            raise
+        about = self._about(context, versions, source)
+        written = run.output.commit(served.writer, about)
+        shadow_written = run.output.shadow().commit_all([s.writer for s in shadows], about)
         MLflowModelVersionLink.persist(context, self.hook.model_version_url(self.model_name, version))
-        shadow, shadow_written = self._score_shadows(data, frame, source, version, stamp_args)
         summary = {
             "model_name": self.model_name,
             "version": str(version),
-            "rows": len(predictions),
+            "rows": served.rows,
             "output_uri": written,
             "unseen_share": shares,
-            "shadow": shadow,
+            "shadow": {s.alias: s.version for s in shadows},
             "shadow_output_uri": shadow_written,
         }
         if self.record_batch:
-            summary["monitoring_run_id"] = self._record(context, summary, stamp_args)
+            summary["monitoring_run_id"] = record_scored_batch(
+                self.mlflow_conn_id, context, self.alias, summary, run.options.stamp
+            )
         return self.keep_for_lineage(summary)
+
+    def _about(self, context: Context, versions: dict[str, str], source: str) -> dict[str, Any]:
+        ti = context["ti"]
+        return {
+            "model_name": self.model_name,
+            "versions": versions,
+            "source": source,
+            "dag_id": ti.dag_id,
+            "run_id": ti.run_id,
+        }
+
+    def _scoring_run(self, context: Context) -> ScoringRun:
+        from mlops_provider.core.batch_scoring import ScoringOptions
+
+        data = DataHook(conn_id=self.data_conn_id, base_dir=self.base_dir)
+        options = ScoringOptions(
+            id_columns=tuple(self.id_columns or ()),
+            probabilities=bool(self.probabilities),
+            stamp={"scored_at": datetime.now(UTC), "scoring_date": lineage.logical_date(context)},
+        )
+        reader = BatchReader(data, self.data_uri, self.chunk_size)
+        return ScoringRun(
+            self.hook, self.model_name, reader, ScoringOutput(data, self.output_uri), options, self.log
+        )
+
+    def _score_group(self, run: ScoringRun) -> dict[str, Any]:
+        """A mapped task: score one group of the plan's files into parts, record what it wrote."""
+        from mlops_provider.core.manifest import GroupResult, group_name
+
+        if not run.output.is_folder:
+            raise AirflowFailException(
+                f"output_uri {run.output.uri!r}: mapped scoring writes a folder (no file suffix)"
+            )
+        plan, group = self._planned_group(run)
+        self.log.info(
+            "Scoring group %s of %s: %d file(s), %d rows, versions %s",
+            group_name(group.index),
+            plan.source,
+            len(group.files),
+            group.rows,
+            plan.versions,
+        )
+        served, shadows = run.run(
+            group.files, plan.versions, part_prefix(group_name(group.index), new_attempt()), group.row_offset
+        )
+        result = GroupResult(
+            plan_id=plan.plan_id,
+            group=group.index,
+            versions={s.alias: s.version for s in (served, *shadows)},
+            rows=served.rows,
+            files={s.alias: s.writer.close() for s in (served, *shadows)},  # type: ignore[attr-defined]
+            unseen=served.unseen,
+            left_out=run.left_out,
+        )
+        run.output.write_group(result)
+        return {"part": group.index, "rows": served.rows, "files": len(result.files[served.alias])}
+
+    def _planned_group(self, run: ScoringRun) -> tuple[Plan, Group]:
+        """The plan and this task's group; a plan that is not this task's, or names files outside its
+        ``data_uri``, fails (the plan file lies in the output folder: it crosses a trust boundary)."""
+        plan = run.output.read_plan()
+        where = f"the plan at {run.output.plan_uri}"
+        part = self.part
+        if isinstance(part, bool) or not isinstance(part, int) or not 0 <= part < len(plan.groups):
+            raise AirflowFailException(f"part {part!r} is not a group of {where}")
+        if (plan.model_name, plan.source) != (self.model_name, run.reader.uri):
+            raise AirflowFailException(
+                f"{where} is for {plan.model_name!r} scoring {plan.source}, not {self.model_name!r} "
+                f"scoring {run.reader.uri}"
+            )
+        group = plan.groups[part]
+        outside = sorted(set(group.files) - set(run.reader.files()))
+        if outside:
+            raise AirflowFailException(f"{where} names file(s) outside {run.reader.uri}: {outside[:5]}")
+        return plan, group
 
     def _check_arguments(self) -> float | None:
         """The validated ``max_unseen_share``; the load policy set on the hook."""
@@ -184,99 +281,3 @@ class BatchScoreOperator(LeanSetattrMixin, MLflowHookMixin, ScoringLineageMixin,
             allow_unverified=self.allow_unverified_models,
         )
         return max_share
-
-    def _score(
-        self, frame: pd.DataFrame, source: str, version: str, alias: str, max_share: float | None
-    ) -> tuple[pd.DataFrame, dict[str, float]]:
-        """One version's checked predictions of the batch, and the unseen-category shares."""
-        id_columns = list(self.id_columns or [])
-        features = self._features(version)
-        missing = [c for c in [*features, *id_columns] if c not in frame.columns]
-        if missing:
-            raise AirflowFailException(
-                f"{source}: missing column(s) {', '.join(map(repr, missing))} needed by {self.model_name} "
-                f"version {version}"
-            )
-        loaded = self.hook.load_verified(f"models:/{self.model_name}/{version}")
-        where = f"{source}, scored by {self.model_name} version {version} (@{alias})"
-        shares = self._check_batch(frame, features, loaded, where, max_share)
-        try:
-            predictions = score_in_chunks(
-                loaded.model, frame, features, self.chunk_size, id_columns, bool(self.probabilities)
-            )
-        except (ValueError, TypeError) as err:  # the data, not the moment: a retry cannot help
-            raise AirflowFailException(f"{where}: the model refused the batch: {err}") from None
-        return predictions, shares
-
-    def _score_shadows(
-        self, data: DataHook, frame: pd.DataFrame, source: str, served: str, stamp_args: dict[str, Any]
-    ) -> tuple[dict[str, str], str | None]:
-        """Score the batch with every shadow alias's version (not the served one, each version once)."""
-        import pandas as pd
-
-        versions: dict[str, str] = {}
-        parts = []
-        for alias in dict.fromkeys(self.shadow_aliases or ()):
-            version = self.hook.alias_version(self.model_name, alias)
-            if version is None or version == served or version in versions.values():
-                continue
-            try:
-                predictions, _ = self._score(frame, source, version, alias, None)
-            except AirflowFailException as err:  # a shadow never fails the served scoring
-                self.log.warning("Shadow scoring by @%s (version %s) left out: %s", alias, version, err)
-                continue
-            versions[alias] = version
-            parts.append(stamp(predictions, version=version, alias=alias, **stamp_args))
-        if not parts:
-            return versions, None
-        self.log.info("Scored %s in shadow with %s", source, versions)
-        return versions, data.write_frame(pd.concat(parts, ignore_index=True), shadow_uri(self.output_uri))
-
-    def _record(self, context: Context, summary: dict[str, Any], stamp_args: dict[str, Any]) -> str:
-        from mlops_provider.core.performance import scoring_record
-        from mlops_provider.hooks.monitoring import MonitoringHook
-
-        record = scoring_record(
-            model=self.model_name,
-            versions={self.alias: summary["version"], **summary["shadow"]},
-            outputs={"served": summary["output_uri"], "shadow": summary["shadow_output_uri"]},
-            rows=summary["rows"],
-            identity=lineage.task_identity(context),
-            scoring_date=stamp_args["scoring_date"],
-            scored_at=stamp_args["scored_at"],
-        )
-        return MonitoringHook(mlflow_conn_id=self.mlflow_conn_id).record_check(record)
-
-    def _check_batch(
-        self,
-        frame: pd.DataFrame,
-        features: list[str],
-        loaded: LoadedModel,
-        where: str,
-        max_share: float | None,
-    ) -> dict[str, float]:
-        """The batch against the model's signature and encoders; the unseen share per column."""
-        from mlops_provider.core.scoring import check_batch, model_inputs, over_limit
-
-        with airflow_errors():
-            shares = check_batch(frame, features, loaded.inputs, model_inputs(loaded.model, features), where)
-        if any(shares.values()):
-            self.log.info("Share of rows with an unseen category, per column: %s", shares)
-        over = over_limit(shares, max_share)
-        if over:
-            message = f"{where}: unseen categories above max_unseen_share {max_share}: " + ", ".join(
-                f"{name!r} {share:.1%}" for name, share in sorted(over.items())
-            )
-            if self.on_unseen == "fail":
-                raise AirflowFailException(message)
-            self.log.warning("%s", message)
-        return shares
-
-    def _features(self, version: str) -> list[str]:
-        mv = self.hook.model_version(self.model_name, version)
-        try:
-            return list(json.loads(mv.tags[lineage.FEATURES]))
-        except (KeyError, ValueError):
-            raise AirflowFailException(
-                f"{self.model_name} version {version} lacks the lineage tag {lineage.FEATURES!r}"
-            ) from None

@@ -10,6 +10,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_provider.core import lineage
+from mlops_provider.core.data_sample import check_max_rows
 from mlops_provider.exceptions import airflow_errors
 from mlops_provider.hooks.data import DataHook
 from mlops_provider.hooks.mlflow import MLflowHookMixin
@@ -26,6 +27,18 @@ if TYPE_CHECKING:
 
 TRAIN_METRICS_MAX_ROWS = 20_000
 INPUT_EXAMPLE_ROWS = 5
+OVER_MAX_ROWS = ("fail", "sample")
+
+
+def sample_tags(sample: Mapping[str, int] | None) -> dict[str, str]:
+    """The lineage tags of a training sample (none without one)."""
+    if not sample:
+        return {}
+    return {
+        lineage.TRAINING_ROWS_TOTAL: str(sample["of"]),
+        lineage.TRAINING_SAMPLE_ROWS: str(sample["rows"]),
+        lineage.TRAINING_SAMPLE_SEED: str(sample["seed"]),
+    }
 
 
 def _json_param(value: Any) -> str:
@@ -68,13 +81,21 @@ class TrainModelOperator(LeanSetattrMixin, MLflowHookMixin, TrainingLineageMixin
         default) checks nothing. (templated)
     :param default_data_uri: the configured training data, always accepted. (templated)
     :param data_conn_id: Airflow connection for remote data URIs. (templated)
+    :param max_rows: the most rows to train on (the config's ``training.max_rows``); ``None`` (default):
+        no limit, the whole data is read into memory. (templated)
+    :param over_max_rows: data above ``max_rows``: ``fail`` (default) fails without retry, naming the
+        URI, its row count and the limit; ``sample`` trains on a deterministic sample of ``max_rows``
+        rows (seed ``random_state``, memory bounded by the sample), recorded in the run's lineage tags
+        ``mlops.training_rows_total``, ``mlops.training_sample_rows`` and ``mlops.training_sample_seed``
+        (and so on the version). The fingerprint is of the rows trained on. (templated)
     :param allow_cloudpickle: log a model skops cannot serialise with cloudpickle (loading it then needs
         ``allow_pickle`` everywhere it is loaded); otherwise such a model fails the task.
     :param extra_trusted_types: skops types the model may hold besides scikit-learn, numpy and scipy
         (checked at log time: a model the loaders would refuse is never registered). (templated)
     :param mlflow_conn_id: MLflow connection. (templated)
     :return: ``{"run_id", "experiment_id", "model_uri", "holdout_uri", "training_data_uri",
-        "training_data_fingerprint", "n_train", "n_holdout", "task_type", "trigger"}``; ``trigger``
+        "training_data_fingerprint", "training_rows_total", "sample", "n_train", "n_holdout",
+        "task_type", "trigger"}``; ``sample`` is ``{"rows", "of", "seed"}`` or ``None``; ``trigger``
         says why the DAG run started (see :func:`mlops_provider.core.lineage.trigger_summary`) and is
         also recorded as the run tags ``mlops.trigger.*``
     """
@@ -96,6 +117,8 @@ class TrainModelOperator(LeanSetattrMixin, MLflowHookMixin, TrainingLineageMixin
         "allowed_data_prefixes",
         "default_data_uri",
         "data_conn_id",
+        "max_rows",
+        "over_max_rows",
         "mlflow_conn_id",
     )
     operator_extra_links = (MLflowRunLink(),)
@@ -122,6 +145,8 @@ class TrainModelOperator(LeanSetattrMixin, MLflowHookMixin, TrainingLineageMixin
         allowed_data_prefixes: Sequence[str] | None = None,
         default_data_uri: str | None = None,
         data_conn_id: str | None = None,
+        max_rows: int | None = None,
+        over_max_rows: str = "fail",
         allow_cloudpickle: bool = False,
         extra_trusted_types: Sequence[str] | None = None,
         mlflow_conn_id: str = MLflowModelHook.default_conn_name,
@@ -145,6 +170,8 @@ class TrainModelOperator(LeanSetattrMixin, MLflowHookMixin, TrainingLineageMixin
         self.allowed_data_prefixes = allowed_data_prefixes
         self.default_data_uri = default_data_uri
         self.data_conn_id = data_conn_id
+        self.max_rows = max_rows
+        self.over_max_rows = over_max_rows
         self.allow_cloudpickle = allow_cloudpickle
         self.extra_trusted_types = extra_trusted_types
         self.mlflow_conn_id = mlflow_conn_id
@@ -154,16 +181,22 @@ class TrainModelOperator(LeanSetattrMixin, MLflowHookMixin, TrainingLineageMixin
             raise AirflowFailException(f"model_name must be a non-empty string, got {self.model_name!r}")
         with airflow_errors():
             validation = lineage.normalise_validation_result(self.validation_result)
+            max_rows = check_max_rows(self.max_rows, "max_rows")
+        if self.over_max_rows not in OVER_MAX_ROWS:
+            raise AirflowFailException(
+                f"over_max_rows must be one of {', '.join(OVER_MAX_ROWS)}, got {self.over_max_rows!r}"
+            )
         data = DataHook(conn_id=self.data_conn_id, base_dir=self.base_dir)
         uri = data.resolve(self.data_uri)
         self._check_data_scope()
-        frame = data.read_frame(uri)
+        frame, sample = self._read(data, uri, max_rows)
         data_fingerprint = data.fingerprint(frame)
         result = self._train(frame, uri)
         trigger = lineage.trigger_summary(context)
         self.log.info("Run started by %s: %s", trigger["cause"], trigger)
         identity = lineage.task_identity(context)
         tags = self._lineage_tags(uri, data_fingerprint, len(frame), result, validation, identity, trigger)
+        tags.update(sample_tags(sample))
         experiment_id = self.hook.ensure_experiment(self.experiment_name or self.model_name)
         run_id = self._reuse_or_clean(experiment_id, identity, data_fingerprint)
         if run_id is None:
@@ -177,12 +210,43 @@ class TrainModelOperator(LeanSetattrMixin, MLflowHookMixin, TrainingLineageMixin
             "holdout_uri": f"{artifact_uri.rstrip('/')}/{lineage.HOLDOUT_ARTIFACT}",
             "training_data_uri": uri,
             "training_data_fingerprint": data_fingerprint,
+            "training_rows_total": sample["of"] if sample else len(frame),
+            "sample": sample,
             "n_train": len(result.train),
             "n_holdout": len(result.holdout),
             "task_type": self.ml_task_type,
             "trigger": trigger,
         }
         return self.keep_for_lineage(summary, rows=len(frame), dtypes=frame.dtypes)
+
+    def _read(
+        self, data: DataHook, uri: str, max_rows: int | None
+    ) -> tuple[pd.DataFrame, dict[str, int] | None]:
+        """The rows to train on and, when they are a sample, ``{"rows", "of", "seed"}``; above
+        ``max_rows`` with ``over_max_rows="fail"``, fail (no retry) after counting, before loading."""
+        if max_rows is None:
+            return data.read_frame(uri), None
+        total = data.count_rows(uri)
+        if total <= max_rows:
+            return data.read_frame(uri), None
+        if self.over_max_rows != "sample":
+            raise AirflowFailException(
+                f"{uri}: {total} rows, above the limit of {max_rows} (training.max_rows, the operator's "
+                "max_rows): raise the limit, or train on a deterministic sample with "
+                "training.over_max_rows: sample (over_max_rows='sample')"
+            )
+        if isinstance(self.random_state, bool) or not isinstance(self.random_state, int):
+            raise AirflowFailException(f"random_state must be an integer, got {self.random_state!r}")
+        frame, _ = data.read_sample(uri, max_rows, seed=self.random_state, total=total)
+        self.log.info(
+            "%s holds %d rows, above max_rows=%d: training on a deterministic sample of %d rows (seed %s)",
+            uri,
+            total,
+            max_rows,
+            len(frame),
+            self.random_state,
+        )
+        return frame, {"rows": len(frame), "of": total, "seed": self.random_state}
 
     def _check_data_scope(self) -> None:
         """A trigger's data override: only the configured data or inside an allowed prefix."""

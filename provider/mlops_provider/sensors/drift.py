@@ -24,6 +24,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, Airfl
 from mlops_provider.core.drift import (
     DEFAULT_CATEGORICAL_METHOD,
     DEFAULT_DRIFT_SHARE,
+    DEFAULT_MAX_ROWS,
     DEFAULT_MIN_ROWS,
     DEFAULT_NUMERIC_METHOD,
     DEFAULT_REPORT_SAMPLE_ROWS,
@@ -56,6 +57,8 @@ class DriftSensor(LeanSetattrMixin, DriftCheckHookMixin, BaseSensorOperator):
     :param categorical_method: ``jensenshannon`` or ``chisquare``
     :param threshold: overrides the methods' thresholds
     :param report_sample_rows: rows of each frame the HTML report is built on
+    :param max_rows: above this many rows a frame is read as a deterministic sample of this size and the
+        decision is computed on the samples (``None``: every row)
     :param reports_uri: root for reports (templated)
     :param base_dir: folder relative paths resolve against (templated)
     :param data_conn_id: Airflow connection for remote data (templated)
@@ -90,6 +93,7 @@ class DriftSensor(LeanSetattrMixin, DriftCheckHookMixin, BaseSensorOperator):
         categorical_method: str = DEFAULT_CATEGORICAL_METHOD,
         threshold: float | Mapping[str, float] | None = None,
         report_sample_rows: int = DEFAULT_REPORT_SAMPLE_ROWS,
+        max_rows: int | None = DEFAULT_MAX_ROWS,
         reports_uri: str | None = None,
         base_dir: str | None = None,
         data_conn_id: str | None = None,
@@ -109,6 +113,7 @@ class DriftSensor(LeanSetattrMixin, DriftCheckHookMixin, BaseSensorOperator):
         self.categorical_method = categorical_method
         self.threshold = threshold
         self.report_sample_rows = report_sample_rows
+        self.max_rows = max_rows
         self.reports_uri = reports_uri
         self.base_dir = base_dir
         self.data_conn_id = data_conn_id

@@ -145,6 +145,14 @@ class _Builder:
         dag.params = retrain_params(c.promotion.approval)  # type: ignore[assignment]
         return dag
 
+    def training_placement(self) -> dict[str, Any]:
+        """Where the training task runs: ``training.queue``, ``pool`` and ``pool_slots``, each only when set."""
+        t = self.config.training
+        placement: dict[str, Any] = {"queue": t.queue, "pool": t.pool}
+        if t.pool_slots != 1:
+            placement["pool_slots"] = t.pool_slots
+        return {key: value for key, value in placement.items() if value}
+
     def retrain_tasks(self, data_uri: str, validate: BaseOperator | None) -> list[BaseOperator]:
         """Train, evaluate, register and promote (in the DAG being built)."""
         from mlops_provider.operators.evaluation import EvaluateModelOperator
@@ -178,8 +186,10 @@ class _Builder:
             mlflow_conn_id=c.mlflow_conn_id,
             allow_cloudpickle=c.training.allow_pickle,
             extra_trusted_types=list(c.training.trusted_types),
+            max_rows=c.training.max_rows,
+            over_max_rows=c.training.over_max_rows,
             doc_md=docs.TRAIN,
-            **({"queue": c.training.queue} if c.training.queue else {}),
+            **self.training_placement(),
         )
         evaluate = EvaluateModelOperator(
             task_id="evaluate_model",
@@ -263,6 +273,7 @@ class _Builder:
                 numeric_method=c.drift.numeric_method,
                 categorical_method=c.drift.categorical_method,
                 threshold=c.drift.threshold,
+                max_rows=c.drift.max_rows,
                 base_dir=str(self.item.base_dir),
                 data_conn_id=c.data.conn_id,
                 mlflow_conn_id=c.mlflow_conn_id,
@@ -295,45 +306,9 @@ class _Builder:
 
     # -- <name>_batch_score --------------------------------------------------------------------
     def batch_score(self) -> DAG | None:
-        from mlops_provider.operators.scoring import BatchScoreOperator
+        from mlops_provider.templates.scoring import batch_score_dag
 
-        c = self.config
-        if c.data.current is None:
-            return None
-        output = self.scoring_output
-        with DAG(
-            dag_id=f"{self.name}_batch_score",
-            description=f"Score {self.name}'s incoming batch with the {c.promotion.alias} model",
-            schedule=dag_args.schedule(c.scoring.schedule),
-            catchup=False,
-            max_active_runs=1,
-            **dag_args.dag_defaults(),
-            tags=dag_args.tags(c, "scoring"),
-            default_args=dag_args.default_args(c),
-            doc_md=docs.score_doc(c, str(self.item.path)),
-            user_defined_macros=macros(),
-        ) as dag:
-            current = str(self.path(c.data.current))
-            validate = self.validate_task("validate_current", current, labelled=False)
-            score = BatchScoreOperator(
-                task_id="score_batch",
-                model_name=self.name,
-                data_uri=current,
-                output_uri=safe_template(output),
-                alias=c.promotion.alias,
-                chunk_size=c.scoring.chunk_size,
-                base_dir=str(self.item.base_dir),
-                data_conn_id=c.data.conn_id,
-                mlflow_conn_id=c.mlflow_conn_id,
-                max_unseen_share=c.scoring.max_unseen_share,
-                on_unseen=c.scoring.on_unseen,
-                **self.feedback_scoring(),
-                **self.model_safety(),
-                doc_md=docs.SCORE,
-            )
-            if validate is not None:
-                dag_args.depends(score, validate)
-        return dag
+        return batch_score_dag(self)
 
 
 def build_dags(

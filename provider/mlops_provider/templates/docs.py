@@ -34,8 +34,9 @@ event on the model's drift Asset, which starts the retrain DAG. Too few rows: `i
 never drift. **Drift report** link: the Evidently report."""
 
 SCORE = """Scores the batch with the champion, pinning the version resolved at the start for the
-whole run; predictions carry the model version and are written atomically. Skips when there is no
-champion yet."""
+whole run, chunk by chunk (memory bounded by scoring.chunk_size); predictions carry the model version
+and appear whole (a file renamed when done, or a folder published by its manifest). Skips when there
+is no champion yet."""
 
 
 def _source(path: str) -> str:
@@ -72,8 +73,16 @@ def drift_doc(config: ModelConfig, path: str) -> str:
 
 
 def score_doc(config: ModelConfig, path: str) -> str:
+    per_task = config.scoring.partitions_per_task
+    mapped = (
+        f" Mapped: one `score_batch` task per {per_task} input file(s); `publish_scores` publishes the "
+        "folder's manifest once every group is scored."
+        if per_task
+        else ""
+    )
     return (
         f"## Batch scoring `{config.model.name}`\n\nOn `{config.scoring.schedule}`: score `{config.data.current}` "
         f"with `models:/{config.model.name}@{config.promotion.alias}` into `{config.scoring.output}`."
+        + mapped
         + _source(path)
     )

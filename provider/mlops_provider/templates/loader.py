@@ -203,6 +203,27 @@ def _light_checks(loaded: LoadedConfig, config: ModelConfig) -> list[ConfigProbl
             and not os.path.exists(resolved)
         ):
             problems.append(ConfigProblem(shown, f"data.{key}", f"file not found: {resolved}"))
+    return problems + _row_limit_problems(shown, config)
+
+
+def _row_limit_problems(shown: str, config: ModelConfig) -> list[ConfigProblem]:
+    """The row limits against the keys they depend on."""
+    problems = []
+    drift = config.drift
+    if drift.max_rows is not None and drift.max_rows < drift.min_rows:
+        problems.append(
+            ConfigProblem(
+                shown,
+                "drift.max_rows",
+                f"{drift.max_rows} is below drift.min_rows ({drift.min_rows}): a sample that small is never judged",
+            )
+        )
+    if config.training.over_max_rows == "sample" and config.training.max_rows is None:
+        problems.append(
+            ConfigProblem(
+                shown, "training.over_max_rows", "'sample' needs training.max_rows (the sample's size)"
+            )
+        )
     return problems
 
 

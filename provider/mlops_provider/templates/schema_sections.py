@@ -12,9 +12,11 @@ from typing import Annotated, Any, Literal, TypeAlias, cast
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # The vocabulary and defaults are core's (light modules: no numpy/pandas at import).
+from mlops_provider.core.data_sample import MAX_ROWS_CEILING
 from mlops_provider.core.drift import (
     DEFAULT_CATEGORICAL_METHOD,
     DEFAULT_DRIFT_SHARE,
+    DEFAULT_MAX_ROWS,
     DEFAULT_MIN_ROWS,
     DEFAULT_NUMERIC_METHOD,
 )
@@ -25,6 +27,8 @@ BUILT_IN_METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
 MetricName: TypeAlias = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 NumericMethod: TypeAlias = Literal["auto", "wasserstein", "ks"]
 CategoricalMethod: TypeAlias = Literal["auto", "jensenshannon", "chisquare"]
+MAPPED_OUTPUT = ".mlops/predictions/{{ model_name }}/{{ run_id }}"
+OUTPUT_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".parquet", ".pq")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$"
 CRON_PRESETS = frozenset(
     {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight"}
@@ -41,6 +45,8 @@ def _not_blank(value: str) -> str:
 Text: TypeAlias = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(_not_blank)]
 # Counts are whole numbers: a YAML `yes` (True), 28.0 or "28" is refused rather than coerced.
 Count: TypeAlias = Annotated[int, Field(strict=True)]
+Rows: TypeAlias = Annotated[int, Field(strict=True, ge=1, le=MAX_ROWS_CEILING)]  # a row limit
+PoolName: TypeAlias = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,255}$")]  # no blanks
 
 
 class Section(BaseModel):
@@ -144,6 +150,13 @@ class TrainingSection(Section):
     )
     random_state: int = Field(42, description="Seed: a retry produces the same model.")
     queue: str | None = Field(None, description="Celery queue of the training task (e.g. training).")
+    pool: PoolName | None = Field(None, description="Airflow pool of the training task (create it first).")
+    pool_slots: Count = Field(1, ge=1, le=10_000, description="Pool slots the training task takes.")
+    max_rows: Rows | None = Field(None, description="Most rows to train on (null: no limit, all in memory).")
+    over_max_rows: Literal["fail", "sample"] = Field(
+        "fail",
+        description="Above max_rows: fail, or sample (deterministic, seed random_state, in lineage tags).",
+    )
     allow_pickle: bool = Field(
         False,
         description="Opt in to pickle: log models skops cannot serialise with cloudpickle, and load pickled "
@@ -267,6 +280,9 @@ class DriftSection(Section):
         DEFAULT_DRIFT_SHARE, gt=0, le=1, description="Share of drifted columns that means dataset drift."
     )
     min_rows: int = Field(DEFAULT_MIN_ROWS, ge=1, description="Fewer rows: insufficient_data, never drift.")
+    max_rows: Rows | None = Field(
+        DEFAULT_MAX_ROWS, description="Above it, each frame is a deterministic sample of it (null: all rows)."
+    )
     numeric_method: NumericMethod = Field(
         cast(NumericMethod, DEFAULT_NUMERIC_METHOD),
         description="auto (ks up to 1000 rows, else wasserstein), or pinned.",
@@ -301,6 +317,30 @@ class ScoringSection(Section):
         description="Input column kept in every prediction file; late labels join on it (required with "
         "feedback).",
     )
+    partitions_per_task: Count | None = Field(
+        None,
+        ge=1,
+        description="Map scoring over the batch's files (a folder, partition folders or a glob): one task "
+        "per this many files, on any worker; the output is a folder published by a manifest.",
+    )
+    queue: str | None = Field(None, description="Celery queue of the scoring task(s) (e.g. scoring).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapped_output_default(cls, data: Any) -> Any:
+        """With partitions_per_task and no output: the default output as a folder (no suffix)."""
+        if isinstance(data, dict) and data.get("partitions_per_task") is not None and "output" not in data:
+            return {**data, "output": MAPPED_OUTPUT}
+        return data
+
+    @model_validator(mode="after")
+    def _mapped_output_is_a_folder(self) -> ScoringSection:
+        if self.partitions_per_task is not None and self.output.lower().endswith(OUTPUT_SUFFIXES):
+            raise ValueError(
+                f"output {self.output!r} names a file, but partitions_per_task writes a folder: "
+                "drop the file suffix"
+            )
+        return self
 
     @field_validator("schedule")
     @classmethod

@@ -15,7 +15,7 @@ from conftest import mlflow_connection
 from support import cancer_csv, context
 
 from mlops_provider.hooks.registry import MLflowRegistryHook
-from mlops_provider.operators.scoring import BatchScoreOperator, score_in_chunks
+from mlops_provider.operators.scoring import BatchScoreOperator
 from mlops_provider.operators.training import TrainModelOperator
 
 UI = "http://mlflow.example"
@@ -124,12 +124,6 @@ def test_chunking_does_not_change_predictions(store):
 def test_missing_column_fails_naming_it(store):
     with pytest.raises(AirflowFailException, match="'customer_id'"):
         operator(store, id_columns=["customer_id"]).execute(context("score"))
-
-
-def test_score_in_chunks_of_an_empty_frame():
-    empty = score_in_chunks(object(), pd.DataFrame({"x": []}), ["x"], 10, ["id"])
-    assert list(empty.columns) == ["id", "row", "prediction"]
-    assert empty.empty
 
 
 # -- the batch checked against the model (signature, encoders), empty batches -----------------------
