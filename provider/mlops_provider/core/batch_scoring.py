@@ -106,3 +106,12 @@ def score_stream(
 def needed_columns(scorers: Sequence[Scorer], id_columns: Sequence[str]) -> list[str]:
     """Every column any scorer reads, and the id columns, in first-seen order."""
     return list(dict.fromkeys([*id_columns, *(c for s in scorers for c in s.features)]))
+
+
+def text_columns(scorers: Sequence[Scorer]) -> list[str]:
+    """Columns every scorer's signature takes as text: read as text from CSV in every chunk."""
+    kinds: dict[str, set[str]] = {}
+    for scorer in scorers:
+        for spec in scorer.signature or ():
+            kinds.setdefault(spec.name, set()).add(spec.type)
+    return sorted(name for name, types in kinds.items() if types == {"string"})

@@ -67,26 +67,60 @@ def _hidden(relative: str) -> bool:
     return any(part.startswith(("_", ".")) for part in relative.split("/"))
 
 
-def _folder_files(folder: str, fs: AbstractFileSystem | None) -> list[str]:
-    """A folder's data: the files its manifest lists (a published output), else every CSV/Parquet file
-    at any depth (partition folders), skipping names that start with ``_`` or ``.``."""
+def _inside(path: str, folder: str, fs: AbstractFileSystem | None) -> str:
+    """``path``, refused when it is a local link leading out of ``folder``."""
+    if fs is None:
+        real, root = os.path.realpath(path), os.path.realpath(folder)
+        if real != root and not real.startswith(root + os.sep):
+            raise DataError(f"{path}: a link leading out of {folder} (to {real})")
+    return path
+
+
+def _manifest_listing(folder: str, fs: AbstractFileSystem | None) -> list[str]:
     from mlops_provider.core.manifest import MANIFEST, manifest_files
 
     listed = f"{folder}/{MANIFEST}"
-    if os.path.isfile(listed) if fs is None else fs.isfile(listed):
-        opener = open if fs is None else fs.open
-        with opener(listed, "rb") as handle:
-            return [f"{folder}/{name}" for name in manifest_files(handle.read(), listed)]
-    if fs is None:
-        found = (str(p) for p in Path(folder).rglob("*") if p.is_file())
-    else:
-        found = (str(p) for p in fs.find(folder))
+    opener = open if fs is None else fs.open
+    with opener(listed, "rb") as handle:
+        names = manifest_files(handle.read(), listed)
+    return [_inside(f"{folder}/{name}", folder, fs) for name in names]
+
+
+def _folder_files(folder: str, fs: AbstractFileSystem | None) -> list[str]:
+    """
+    A folder's data: the files its manifest lists (a published output), else every CSV/Parquet file at
+    any depth (partition folders; names starting with ``_`` or ``.`` skipped), a subfolder with a
+    manifest contributing the files it lists. Scoring parts no manifest lists are an output not yet
+    published: :class:`NoDataError`.
+    """
+    from mlops_provider.core.manifest import MANIFEST, PART_NAME
+
+    folder = folder.rstrip("/")
+    if os.path.isfile(f"{folder}/{MANIFEST}") if fs is None else fs.isfile(f"{folder}/{MANIFEST}"):
+        return _manifest_listing(folder, fs)
+    found = [str(p) for p in Path(folder).rglob("*") if p.is_file()] if fs is None else list(fs.find(folder))
     prefix = len(fs._strip_protocol(folder) if fs is not None else folder) + 1
+    relative = {path: path[prefix:] for path in found}
+    published = sorted(
+        {r.rpartition("/")[0] for r in relative.values() if r.rpartition("/")[2] == MANIFEST} - {""}
+    )
     scheme = urlsplit(folder).scheme
-    out = []
-    for path in found:
-        if path.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES) and not _hidden(path[prefix:]):
-            out.append(path if fs is None or "://" in path else f"{scheme}://{path}")
+    out = [f for sub in published if not _hidden(sub) for f in _manifest_listing(f"{folder}/{sub}", fs)]
+    unpublished = []
+    for path, rel in relative.items():
+        if _hidden(rel) or not path.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES):
+            continue
+        if any(rel.startswith(f"{sub}/") for sub in published):
+            continue
+        if PART_NAME.match(rel.rpartition("/")[2]):
+            unpublished.append(path)
+            continue
+        out.append(_inside(path, folder, fs) if fs is None or "://" in path else f"{scheme}://{path}")
+    if unpublished:
+        raise NoDataError(
+            f"{folder}: scoring parts that no {MANIFEST} lists (e.g. {sorted(unpublished)[0]}): "
+            "that output is not published yet"
+        )
     return sorted(out)
 
 

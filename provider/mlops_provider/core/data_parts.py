@@ -125,7 +125,9 @@ class SingleFile:
     def __init__(self, uri: str, fs: AbstractFileSystem | None) -> None:
         self.uri, self.fs, self.format = uri, fs, _format_of(uri)
         parent, _, name = uri.rpartition("/")
-        self.tmp = f"{parent}/_tmp-{uuid.uuid4().hex}-{name}" if parent else f"_tmp-{uuid.uuid4().hex}-{name}"
+        # a hidden name: no glob (`*.parquet`) and no folder listing sees a file still being written
+        hidden = f".tmp-{uuid.uuid4().hex}-{name}"
+        self.tmp = f"{parent}/{hidden}" if parent else hidden
         self.rows = 0
         self._sink: _Sink | None = None
         self._writer: Any = None

@@ -31,8 +31,8 @@ def _open(path: str, fs: AbstractFileSystem | None, mode: str = "rb") -> Any:
         return open(local_path(path), mode) if fs is None else fs.open(path, mode)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except PermissionError as err:
-        raise DataError(f"{path}: cannot open ({err})") from err
+    except (PermissionError, IsADirectoryError, NotADirectoryError) as err:
+        raise DataError(f"{path}: cannot open ({type(err).__name__}: {err})") from err
     except OSError as err:
         raise DataUnavailableError(f"{path}: cannot open, will retry ({type(err).__name__}: {err})") from err
 
@@ -107,8 +107,17 @@ def _csv_header(path: str, fs: AbstractFileSystem | None, sep: str) -> list[str]
 
 
 def _csv_frames(
-    path: str, fs: AbstractFileSystem | None, columns: list[str] | None, rows: int
+    path: str,
+    fs: AbstractFileSystem | None,
+    columns: list[str] | None,
+    rows: int,
+    text_columns: Sequence[str] = (),
 ) -> Iterator[pd.DataFrame]:
+    """The CSV's rows in chunks; ``text_columns`` are read as text in every chunk (pandas guesses each
+    chunk's types on its own: a chunk of digit-only codes would be numbers)."""
+    import gzip
+    import zlib
+
     import pandas as pd
 
     sep = "\t" if path.lower().endswith(".tsv") else ","
@@ -127,6 +136,7 @@ def _csv_frames(
                 low_memory=False,
                 compression=compression,
                 encoding="utf-8-sig",
+                dtype={c: str for c in text_columns if c in header} or None,
             ) as reader:
                 for frame in reader:
                     yield frame if columns is None else frame[columns]
@@ -134,6 +144,8 @@ def _csv_frames(
             raise DataError(f"{path}: not UTF-8 text ({err.reason}); re-encode the file as UTF-8") from None
         except (pd.errors.ParserError, ValueError) as err:
             raise DataError(f"{path}: malformed CSV ({err})") from err
+        except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+            raise DataError(f"{path}: not a valid gzip file ({type(err).__name__}: {err})") from err
 
 
 def iter_frames(
@@ -141,16 +153,18 @@ def iter_frames(
     fs: AbstractFileSystem | None = None,
     columns: Sequence[str] | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
+    text_columns: Sequence[str] = (),
 ) -> Iterator[pd.DataFrame]:
     """Every row of ``files`` in order, as DataFrames of ``batch_rows`` rows (the last ones may be
-    shorter); with ``columns`` only those, else the first file's columns (later files must match)."""
+    shorter); with ``columns`` only those, else the first file's columns (later files must match).
+    ``text_columns`` of CSV files are read as text (Parquet files carry their types)."""
     read = list(columns) if columns is not None else None
     wanted = read
     pending = _Pending(batch_rows)
     for path in files:
         if _format_of(path) == "csv":
             yield from pending.flush()
-            for frame in _csv_frames(path, fs, read, batch_rows):
+            for frame in _csv_frames(path, fs, read, batch_rows, text_columns):
                 wanted = _same_columns(path, list(map(str, frame.columns)), wanted)
                 yield frame
             continue

@@ -86,18 +86,51 @@ class Plan:
         try:
             raw = json.loads(data)
             groups = [
-                Group(int(g["index"]), [str(f) for f in g["files"]], int(g["row_offset"]), int(g["rows"]))
+                Group(
+                    _count(g["index"]),
+                    [_text(f) for f in g["files"]],
+                    _count(g["row_offset"]),
+                    _count(g["rows"]),
+                )
                 for g in raw["groups"]
             ]
-            return cls(
-                plan_id=str(raw["plan_id"]),
-                model_name=str(raw["model_name"]),
-                source=str(raw["source"]),
-                versions={str(k): str(v) for k, v in dict(raw["versions"]).items()},
+            plan = cls(
+                plan_id=_text(raw["plan_id"]),
+                model_name=_text(raw["model_name"]),
+                source=_text(raw["source"]),
+                versions={_text(k): _text(v) for k, v in dict(raw["versions"]).items()},
                 groups=groups,
             )
         except (ValueError, KeyError, TypeError) as err:
             raise DataError(f"{where}: not a scoring plan ({type(err).__name__}: {err})") from None
+        plan.check(where)
+        return plan
+
+    def check(self, where: str) -> None:
+        """The groups tile the batch: numbered 0..n-1, each file once, row offsets the running sum."""
+        seen: set[str] = set()
+        offset = 0
+        for number, group in enumerate(self.groups):
+            repeated = seen.intersection(group.files)
+            if group.index != number or group.row_offset != offset or not group.files or repeated:
+                raise DataError(
+                    f"{where}: group {number} does not follow the groups before it (index {group.index}, "
+                    f"row offset {group.row_offset} for {offset}, files repeated: {sorted(repeated)[:3]})"
+                )
+            seen.update(group.files)
+            offset += group.rows
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{value!r} is not a count")
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{value!r} is not a non-empty string")
+    return value
 
 
 def make_groups(files: Sequence[str], rows: Sequence[int], per_task: int) -> list[Group]:
@@ -149,25 +182,43 @@ class GroupResult:
 
 
 def check_results(plan: Plan, results: Mapping[int, GroupResult | None], served: str) -> None:
-    """Refuse to publish unless every group of ``plan`` wrote its part for this plan, with its versions."""
-    problems = []
+    """Refuse to publish unless every group of ``plan`` wrote its part for this plan, with the plan's
+    versions (served and shadow), as many rows as its files hold, and part files of its own only."""
+    problems: list[str] = []
+    listed: set[str] = set()
     for group in plan.groups:
-        result = results.get(group.index)
         name = group_name(group.index)
-        if result is None:
-            problems.append(f"group {name} wrote no part")
-        elif result.plan_id != plan.plan_id:
-            problems.append(
-                f"group {name}'s part is from another run (plan {result.plan_id}, not {plan.plan_id})"
-            )
-        elif result.versions.get(served) != plan.versions.get(served):
-            problems.append(
-                f"group {name} was scored by version {result.versions.get(served)}, not {plan.versions.get(served)}"
-            )
-        elif result.rows != group.rows:
-            problems.append(f"group {name} scored {result.rows} rows, its files hold {group.rows}")
+        problem = _result_problem(plan, group, results.get(group.index), served)
+        result = results.get(group.index)
+        if problem is None and result is not None:
+            names = [n for files in result.files.values() for n in files]
+            foreign = [n for n in names if not n.startswith(f"part-{name}-")]
+            twice = listed.intersection(names) | {n for n in names if names.count(n) > 1}
+            if foreign or twice:
+                problem = f"group {name} lists part files not its own: {sorted(set(foreign) | twice)[:3]}"
+            listed.update(names)
+        if problem is not None:
+            problems.append(problem)
     if problems:
         raise DataError(f"nothing published for {plan.source}: {'; '.join(problems)}")
+
+
+def _result_problem(plan: Plan, group: Group, result: GroupResult | None, served: str) -> str | None:
+    name = group_name(group.index)
+    if result is None:
+        return f"group {name} wrote no part"
+    if result.plan_id != plan.plan_id:
+        return f"group {name}'s part is from another run (plan {result.plan_id}, not {plan.plan_id})"
+    if result.versions.get(served) != plan.versions.get(served):
+        return f"group {name} was scored by version {result.versions.get(served)}, not {plan.versions.get(served)}"
+    wrong = {a: v for a, v in result.versions.items() if plan.versions.get(a) != v}
+    if wrong or set(result.files) - set(result.versions):
+        return f"group {name} scored with versions {result.versions}, the plan pinned {plan.versions}"
+    if result.rows != group.rows:
+        return f"group {name} scored {result.rows} rows, its files hold {group.rows}"
+    if served not in result.files:
+        return f"group {name} lists no part of @{served}"
+    return None
 
 
 def unseen_shares(results: Sequence[GroupResult], rows: int) -> dict[str, float]:
@@ -196,4 +247,8 @@ def manifest_files(data: bytes, where: str) -> list[str]:
         raise DataError(f"{where}: not a dataset manifest ({type(err).__name__}: {err})") from None
     if not isinstance(names, list):
         raise DataError(f"{where}: 'files' must be a list of file names")
-    return [safe_name(n, where) for n in names]
+    checked = [safe_name(n, where) for n in names]
+    twice = sorted({n for n in checked if checked.count(n) > 1}) if len(set(checked)) < len(checked) else []
+    if twice:
+        raise DataError(f"{where}: lists {twice[:3]} more than once")
+    return checked

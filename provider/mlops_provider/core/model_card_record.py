@@ -172,17 +172,20 @@ def _move_status(move: Mapping[str, Any], version: str, alias: str) -> str:
 
 
 def status(version: str, decisions: Sequence[Mapping[str, Any]], moves: Sequence[Mapping[str, Any]]) -> str:
-    """The latest thing that happened to ``version``: its last decision or alias move (by time; in one
-    second a decision comes after a move, and a later record after an earlier one; a ``skipped`` no-op
-    never has the last word)."""
+    """The latest thing that happened to ``version``: its last decision or alias move (by time, to the
+    second; within one second a move to the version comes before a decision, which is recorded after its
+    move, and a move away from it after, as it replaced or rolled back a decided version; then a later
+    record after an earlier one; a ``skipped`` no-op never has the last word)."""
     events = [(str(d.get("at") or d.get("decided_at") or ""), 1, i, d) for i, d in enumerate(decisions)]
     events = [e for e in events if e[3].get("decision") != "skipped"]
-    events += [(str(m.get("when") or ""), 0, i, m) for i, m in enumerate(moves)]
+    events += [
+        (str(m.get("when") or ""), 0 if m.get("to") == version else 2, i, m) for i, m in enumerate(moves)
+    ]
     if not events:
         return "Registered: no decision yet."
-    _, kind, _, last = max(events, key=lambda e: e[:3])  # the later of two in one second: record order
+    _, kind, _, last = max(events, key=lambda e: e[:3])
     alias = f"@{clean(last.get('alias') or 'champion', 250)}"
-    if kind == 0:
+    if kind != 1:
         return _move_status(last, version, alias)
     approval = last.get("approval") if isinstance(last.get("approval"), Mapping) else None
     by = f" by {clean(approval.get('by') or 'nobody', 200)}" if approval else ""

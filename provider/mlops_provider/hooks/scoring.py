@@ -108,6 +108,12 @@ class ScoringOutput:
         self.collect_garbage(set(files))
         return self.uri
 
+    def rows_in(self, names: Sequence[str]) -> int:
+        """The rows the part files hold, from their Parquet footers."""
+        fs = self.fs
+        with airflow_errors():
+            return sum(data_stream.count_rows(self.path(name), fs) for name in names)
+
     def collect_garbage(self, keep: set[str]) -> None:
         """Delete this folder's part files that ``keep`` does not list (best effort, logged)."""
         fs = self.fs
@@ -171,11 +177,11 @@ class BatchReader:
         with airflow_errors():
             return data_stream.count_rows(path, self.data.filesystem(self.uri))
 
-    def chunks(self, files: Sequence[str], columns: Sequence[str]) -> Any:
+    def chunks(self, files: Sequence[str], columns: Sequence[str], text_columns: Sequence[str] = ()) -> Any:
         """The rows of ``files`` in chunks; read errors come out as Airflow outcomes."""
         fs = self.data.filesystem(self.uri)
         with airflow_errors():
-            yield from data_stream.iter_frames(files, fs, columns, self.chunk_size)
+            yield from data_stream.iter_frames(files, fs, columns, self.chunk_size, text_columns)
 
 
 class ScoringRun:
@@ -256,13 +262,15 @@ class ScoringRun:
         self, files: Sequence[str], versions: Mapping[str, str], prefix: str, row_offset: int = 0
     ) -> tuple[Scorer, list[Scorer]]:
         """Score ``files`` with every version (served first); the scorers, their writers not yet closed."""
-        from mlops_provider.core.batch_scoring import needed_columns, score_stream
+        from mlops_provider.core.batch_scoring import needed_columns, score_stream, text_columns
 
         served, shadows = self.scorers(versions, self.reader.columns(files[0]), prefix)
         columns = needed_columns([served, *shadows], self.options.id_columns)
+        text = text_columns([served, *shadows])
         try:
             with airflow_errors():
-                score_stream(self.reader.chunks(files, columns), served, shadows, self.options, row_offset)
+                chunks = self.reader.chunks(files, columns, text)
+                score_stream(chunks, served, shadows, self.options, row_offset)
         except BaseException:
             for scorer in (served, *shadows):
                 scorer.writer.discard()

@@ -223,7 +223,13 @@ class PublishBatchScoresOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
             "dag_id": ti.dag_id,
             "run_id": ti.run_id,
         }
-        written = output.publish([n for r in done for n in r.files[self.alias]], plan.rows, about)
+        served_files = [n for r in done for n in r.files[self.alias]]
+        held = output.rows_in(served_files)
+        if held != plan.rows:
+            raise AirflowFailException(
+                f"nothing published for {plan.source}: the parts hold {held} rows, the plan counts {plan.rows}"
+            )
+        written = output.publish(served_files, plan.rows, about)
         shadow = {
             a: v for a, v in plan.versions.items() if a != self.alias and all(a in r.files for r in done)
         }

@@ -46,7 +46,7 @@ Text: TypeAlias = Annotated[str, Field(min_length=1, max_length=1000), AfterVali
 # Counts are whole numbers: a YAML `yes` (True), 28.0 or "28" is refused rather than coerced.
 Count: TypeAlias = Annotated[int, Field(strict=True)]
 Rows: TypeAlias = Annotated[int, Field(strict=True, ge=1, le=MAX_ROWS_CEILING)]  # a row limit
-PoolName: TypeAlias = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,255}$")]  # no blanks
+PoolName: TypeAlias = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,255}$")]  # a pool or queue name: no blanks
 
 
 class Section(BaseModel):
@@ -149,7 +149,7 @@ class TrainingSection(Section):
         0.2, gt=0, lt=1, description="Holdout share (the gate scores both models on it)."
     )
     random_state: int = Field(42, description="Seed: a retry produces the same model.")
-    queue: str | None = Field(None, description="Celery queue of the training task (e.g. training).")
+    queue: PoolName | None = Field(None, description="Celery queue of the training task (e.g. training).")
     pool: PoolName | None = Field(None, description="Airflow pool of the training task (create it first).")
     pool_slots: Count = Field(1, ge=1, le=10_000, description="Pool slots the training task takes.")
     max_rows: Rows | None = Field(None, description="Most rows to train on (null: no limit, all in memory).")
@@ -323,7 +323,7 @@ class ScoringSection(Section):
         description="Map scoring over the batch's files (a folder, partition folders or a glob): one task "
         "per this many files, on any worker; the output is a folder published by a manifest.",
     )
-    queue: str | None = Field(None, description="Celery queue of the scoring task(s) (e.g. scoring).")
+    queue: PoolName | None = Field(None, description="Celery queue of the scoring task(s) (e.g. scoring).")
 
     @model_validator(mode="before")
     @classmethod

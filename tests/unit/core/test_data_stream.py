@@ -11,7 +11,7 @@ import pytest
 
 from mlops_provider.core import data as core_data
 from mlops_provider.core import data_parts, data_stream, manifest
-from mlops_provider.core.errors import DataError
+from mlops_provider.core.errors import DataError, NoDataError
 
 
 def frame(rows: int, start: int = 0) -> pd.DataFrame:
@@ -91,8 +91,9 @@ def test_parts_are_invisible_until_a_manifest_lists_them(tmp_path: Path) -> None
     ]
     stale = frame(3, 9000)
     stale.to_parquet(out / "part-old-run-00000.parquet")
-    # without a manifest a folder is all its files; with one, only those it lists
-    assert len(core_data.read_frame(str(out))) == 243
+    # scoring parts and no manifest: an output not published yet, never half an output
+    with pytest.raises(NoDataError, match="not published yet"):
+        core_data.read_frame(str(out))
     (out / manifest.MANIFEST).write_bytes(manifest.manifest(names, rows=240, about={"run_id": "r"}))
     assert core_data.expand(str(out)) == [str(out / n) for n in names]
     assert len(core_data.read_frame(str(out))) == 240
@@ -159,16 +160,18 @@ def test_groups_cover_files_in_order_with_row_offsets() -> None:
 
 def test_publishing_refuses_parts_of_another_plan_or_version() -> None:
     plan = manifest.Plan("p1", "m", "src", {"champion": "3"}, manifest.make_groups(["a", "b"], [4, 6], 1))
-    ok = {
-        0: manifest.GroupResult("p1", 0, {"champion": "3"}, 4),
-        1: manifest.GroupResult("p1", 1, {"champion": "3"}, 6),
-    }
+
+    def result(group: int, rows: int, plan_id: str = "p1", version: str = "3") -> manifest.GroupResult:
+        files = {"champion": [f"part-{manifest.group_name(group)}-a-00000.parquet"]}
+        return manifest.GroupResult(plan_id, group, {"champion": version}, rows, files)
+
+    ok = {0: result(0, 4), 1: result(1, 6)}
     manifest.check_results(plan, ok, "champion")
     cases = {
         "group 00001 wrote no part": {**ok, 1: None},
-        "from another run": {**ok, 1: manifest.GroupResult("p0", 1, {"champion": "3"}, 6)},
-        "scored by version 2, not 3": {**ok, 1: manifest.GroupResult("p1", 1, {"champion": "2"}, 6)},
-        "scored 5 rows, its files hold 6": {**ok, 1: manifest.GroupResult("p1", 1, {"champion": "3"}, 5)},
+        "from another run": {**ok, 1: result(1, 6, plan_id="p0")},
+        "scored by version 2, not 3": {**ok, 1: result(1, 6, version="2")},
+        "scored 5 rows, its files hold 6": {**ok, 1: result(1, 5)},
     }
     for message, results in cases.items():
         with pytest.raises(DataError, match=message):

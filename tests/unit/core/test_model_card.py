@@ -308,6 +308,19 @@ def test_no_robustness_gate_says_so() -> None:
             [{"when": "T1", "alias": "champion", "action": "promote", "from": None, "to": "1"}],
             "Promoted to @champion.",  # the move and its decision in one second: the decision
         ),
+        (  # a fast run: promoted, then replaced and rolled back within the same second
+            [{"decision": "promoted", "at": "T1"}],
+            [
+                {"when": "T1", "alias": "champion", "action": "promote", "from": None, "to": "1"},
+                {"when": "T1", "alias": "champion", "action": "promote", "from": "1", "to": "2"},
+            ],
+            "Replaced as @champion by version 2.",
+        ),
+        (
+            [{"decision": "promoted", "at": "T1"}],
+            [{"when": "T1", "alias": "champion", "action": "rollback", "from": "1", "to": "0"}],
+            "Rolled back: @champion moved back to version 0.",
+        ),
     ],
 )
 def test_status_follows_the_latest_event(decisions: list, moves: list, expected: str) -> None:

@@ -265,3 +265,16 @@ def test_a_tampered_plan_is_refused_before_anything_is_read(store, change, messa
     with pytest.raises((AirflowFailException, DataError), match=message):
         score_op(store, out, 0).execute(context("score"))
     assert not list((store.tmp / out).glob("part-*"))
+
+
+def test_parts_holding_other_rows_than_the_plan_counts_are_not_published(store):
+    out = f"out/{uuid.uuid4().hex[:6]}"
+    groups = plan_op(store, out).execute(context("plan"))
+    for part in groups:
+        score_op(store, out, part).execute(context("score"))
+    record = json.loads((store.tmp / out / "_parts" / "00001.json").read_text())
+    part = store.tmp / out / record["files"]["champion"][0]
+    pd.read_parquet(part).iloc[:10].to_parquet(part)  # a part rewritten behind the record's back
+    with pytest.raises(AirflowFailException, match=r"the parts hold \d+ rows, the plan counts 569"):
+        publish_op(store, out).execute(context("publish"))
+    assert not (store.tmp / out / MANIFEST).exists()
