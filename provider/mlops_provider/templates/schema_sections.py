@@ -46,7 +46,9 @@ Text: TypeAlias = Annotated[str, Field(min_length=1, max_length=1000), AfterVali
 # Counts are whole numbers: a YAML `yes` (True), 28.0 or "28" is refused rather than coerced.
 Count: TypeAlias = Annotated[int, Field(strict=True)]
 Rows: TypeAlias = Annotated[int, Field(strict=True, ge=1, le=MAX_ROWS_CEILING)]  # a row limit
-PoolName: TypeAlias = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,255}$")]  # a pool or queue name: no blanks
+PoolName: TypeAlias = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,255}$")
+]  # a pool or queue name: no blanks
 
 
 class Section(BaseModel):
