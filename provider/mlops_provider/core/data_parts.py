@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
 ROWS_PER_PART = 1_000_000
+# Parts are told from a user's own part-*.parquet files (Spark, pyarrow) by this suffix: only they are
+# "unpublished" without a manifest, and only they are ever deleted.
+PART_SUFFIX = ".mlops.parquet"
 
 
 def remove(path: str, fs: AbstractFileSystem | None) -> None:
@@ -86,7 +89,7 @@ class ParquetParts:
         ):
             self._close_file()
         if self._writer is None:
-            name = f"{self.prefix}-{len(self.files):05d}.parquet"
+            name = f"{self.prefix}-{len(self.files):05d}{PART_SUFFIX}"
             self._sink = _Sink(f"{self.folder}/{name}", self.fs)
             self.files.append(name)
             self._schema, self._in_file = table.schema, 0

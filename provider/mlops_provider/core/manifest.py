@@ -3,7 +3,7 @@ them. No Airflow in here.
 
 An output folder ``<out>/`` holds:
 
-* ``part-<group>-<attempt>-<n>.parquet``: parts written by scoring tasks; no reader sees them until
+* ``part-<group>-<attempt>-<n>.mlops.parquet``: parts written by scoring tasks; no reader sees them until
   the manifest lists them, so a failed or retried attempt leaves nothing half-published;
 * ``_parts/plan.json``: a mapped run's plan (:class:`Plan`): its id, the versions pinned for the run,
   and the groups of input files, each with the row number it starts at;
@@ -30,7 +30,7 @@ MANIFEST = "_manifest.json"
 PARTS_DIR = "_parts"
 PLAN = "plan.json"
 FORMAT = "mlops-dataset/1"
-PART_NAME = re.compile(r"^part-[A-Za-z0-9_-]+\.parquet$")
+PART_NAME = re.compile(r"^part-[A-Za-z0-9_-]+\.mlops\.parquet$")  # core.data_parts.PART_SUFFIX
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_=.-]+(/[A-Za-z0-9_=.-]+)*$")
 
 

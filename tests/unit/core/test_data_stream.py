@@ -86,11 +86,11 @@ def test_parts_are_invisible_until_a_manifest_lists_them(tmp_path: Path) -> None
         parts.write(frame(80, start))  # a part is full from 100 rows: 160 in the first, 80 in the next
     names = parts.close()
     assert names == [
-        "part-00000-abc-00000.parquet",
-        "part-00000-abc-00001.parquet",
+        "part-00000-abc-00000.mlops.parquet",
+        "part-00000-abc-00001.mlops.parquet",
     ]
     stale = frame(3, 9000)
-    stale.to_parquet(out / "part-old-run-00000.parquet")
+    stale.to_parquet(out / "part-old-run-00000.mlops.parquet")
     # scoring parts and no manifest: an output not published yet, never half an output
     with pytest.raises(NoDataError, match="not published yet"):
         core_data.read_frame(str(out))
@@ -162,7 +162,7 @@ def test_publishing_refuses_parts_of_another_plan_or_version() -> None:
     plan = manifest.Plan("p1", "m", "src", {"champion": "3"}, manifest.make_groups(["a", "b"], [4, 6], 1))
 
     def result(group: int, rows: int, plan_id: str = "p1", version: str = "3") -> manifest.GroupResult:
-        files = {"champion": [f"part-{manifest.group_name(group)}-a-00000.parquet"]}
+        files = {"champion": [f"part-{manifest.group_name(group)}-a-00000.mlops.parquet"]}
         return manifest.GroupResult(plan_id, group, {"champion": version}, rows, files)
 
     ok = {0: result(0, 4), 1: result(1, 6)}
@@ -189,3 +189,11 @@ def test_publishing_refuses_parts_of_another_plan_or_version() -> None:
 def test_hostile_group_records_are_refused(payload: bytes) -> None:
     with pytest.raises(DataError):
         manifest.GroupResult.from_json(payload, "_parts/00000.json")
+
+
+def test_a_users_own_part_files_are_data(tmp_path: Path) -> None:
+    # Spark and pyarrow name their files part-*.parquet: only the provider's own parts need a manifest
+    frame(3).to_parquet(tmp_path / "part-00000-5f1c.parquet")
+    frame(2).to_parquet(tmp_path / "part-00001-5f1c-c000.snappy.parquet")
+    (tmp_path / "_SUCCESS").write_text("")
+    assert len(core_data.read_frame(str(tmp_path))) == 5
