@@ -16,7 +16,8 @@ gets the same), and the libraries preloaded as in a warm worker (``mlops_provide
   the model's own memory (``model_mb``, measured apart) is taken off for the target;
 - ``mapped, two workers``: ``plan_scoring`` (two groups of files), two processes each running
   ``BatchScoreOperator(part=i)`` at the same time (the two Celery workers of this 2-core machine),
-  then ``publish_scores``; the wall time runs from the plan's start to the publish's end, and is
+  then ``publish_scores`` (the two group processes import everything first, then start together, as
+  two warm workers would); the wall time is the plan's, the groups' and the publish's, and is
   compared with the one-task row's ``execute()`` (process start-up excluded on both sides: Airflow's warm
   workers fork from a process that imported everything).
 
@@ -39,6 +40,7 @@ from typing import Any
 from bench.common import run_module, status_kb
 
 MODEL = "bench_scoring"
+START_AT = "BENCH_SCORING_START_AT"
 FEATURES = [f"f{i}" for i in range(8)]
 
 
@@ -191,6 +193,8 @@ def mapped_step(folder: Path, step: str) -> dict[str, Any]:
             id_columns=["id"],
             part=int(step),
         )
+    if START_AT in os.environ:  # the groups start together, once both workers have imported everything
+        time.sleep(max(0.0, float(os.environ[START_AT]) - time.time()))
     started = time.time()
     result = op.execute(_context(f"mapped-{step}"))
     return {"start": started, "end": time.time(), "result": result}
@@ -215,7 +219,8 @@ def _result(proc: subprocess.Popen, what: str) -> dict[str, Any]:
 
 def mapped(folder: Path, env: dict[str, str]) -> dict[str, Any]:
     plan = run_module("bench.scoring", ["--worker", "plan", "--dir", str(folder)], env=env, what="plan")
-    parts = [_spawn(folder, str(group), env) for group in plan["result"]]
+    start_at = {**env, START_AT: str(time.time() + 30)}  # time for each worker's imports
+    parts = [_spawn(folder, str(group), start_at) for group in plan["result"]]
     done = [_result(p, f"group {i}") for i, p in enumerate(parts)]
     publish = run_module(
         "bench.scoring", ["--worker", "publish", "--dir", str(folder)], env=env, what="publish"
@@ -273,6 +278,7 @@ def run(smoke: bool = False, rows: int | None = None) -> list[dict[str, Any]]:
             "seconds": round(split["seconds"], 2),
             "vs_one_task": round(wall, 2),
             "target": f"<= 0.65x: {'met' if wall <= 0.65 else 'MISSED'}",
+            "note": ", ".join(f"{k} {split[k]:.2f}" for k in ("plan_s", "groups_s", "publish_s")),
         },
     ]
 

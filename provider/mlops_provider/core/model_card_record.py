@@ -172,21 +172,30 @@ def _move_status(move: Mapping[str, Any], version: str, alias: str) -> str:
 
 
 def status(version: str, decisions: Sequence[Mapping[str, Any]], moves: Sequence[Mapping[str, Any]]) -> str:
-    """The latest thing that happened to ``version``: its last decision or alias move (by time, to the
-    second; within one second a move to the version comes before a decision, which is recorded after its
-    move, and a move away from it after, as it replaced or rolled back a decided version; then a later
-    record after an earlier one; a ``skipped`` no-op never has the last word)."""
-    events = [(str(d.get("at") or d.get("decided_at") or ""), 1, i, d) for i, d in enumerate(decisions)]
-    events = [e for e in events if e[3].get("decision") != "skipped"]
-    events += [
-        (str(m.get("when") or ""), 0 if m.get("to") == version else 2, i, m) for i, m in enumerate(moves)
-    ]
-    if not events:
+    """The latest thing that happened to ``version``: its last decision or alias move (a ``skipped`` no-op
+    never has the last word). Times are to the second: within the second of the last decision, the move
+    it made (the first move to the version then, for a promotion) and the moves before it come first,
+    any other move after it; otherwise record order."""
+    when = [str(m.get("when") or "") for m in moves]
+    later = list(range(len(moves)))
+    decided = [(str(d.get("at") or d.get("decided_at") or ""), i) for i, d in enumerate(decisions)]
+    decided = [(at, i) for at, i in decided if decisions[i].get("decision") != "skipped"]
+    if decided:
+        at, index = max(decided)
+        moved = decisions[index].get("decision") in ("promoted", "shadow")
+        own = (
+            next((i for i in later if when[i] == at and moves[i].get("to") == version), None)
+            if moved
+            else None
+        )
+        later = [i for i in later if when[i] > at or (when[i] == at and (own is None or i > own))]
+    if later:
+        move = moves[max(later, key=lambda i: (when[i], i))]
+        return _move_status(move, version, f"@{clean(move.get('alias') or 'champion', 250)}")
+    if not decided:
         return "Registered: no decision yet."
-    _, kind, _, last = max(events, key=lambda e: e[:3])
+    last = decisions[index]
     alias = f"@{clean(last.get('alias') or 'champion', 250)}"
-    if kind != 1:
-        return _move_status(last, version, alias)
     approval = last.get("approval") if isinstance(last.get("approval"), Mapping) else None
     by = f" by {clean(approval.get('by') or 'nobody', 200)}" if approval else ""
     decision, reason = last.get("decision"), clean(last.get("reason") or "", 600)

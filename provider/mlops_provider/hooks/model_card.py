@@ -12,6 +12,10 @@ When: at registration (no decision yet); at every decision (pending approval, pr
 refused, an approval's answer); after a rollback. When the alias moves, the card of the version it left
 is rewritten too, and the registered model's description then points at the new holder's card.
 
+How: one MLflow session per write, the registered model read once for the two cards and the description
+after a decision, the replaced champion's card written in a second thread meanwhile; run artifacts are
+read and written through the run's own artifact repository, the three card files in one upload.
+
 Failures: at registration a failing card write fails the task (registration is idempotent: the retry
 finds the version and writes the card). After a decision the decision is recorded first and a failing
 card write is only logged, since a retry would decide again; the card is rewritten whole every time, so
@@ -23,7 +27,9 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +60,21 @@ from mlops_provider.exceptions import (
 )
 from mlops_provider.hooks.mlflow import MLflowHook, error_code, is_mlflow_error
 from mlops_provider.hooks.models import IMPORTANCE_ARTIFACT, METRIC_PREFIX, SLICES_ARTIFACT
-from mlops_provider.hooks.registry import CHAMPION_ALIAS, ChampionChangedError, MLflowRegistryHook
+from mlops_provider.hooks.registry import (
+    CHAMPION_ALIAS,
+    ChampionChangedError,
+    MLflowRegistryHook,
+    tag_version,
+    version_of,
+)
 
 __all__ = ["ModelCardHook", "approval_of", "read_card"]
 
 MAX_ARTIFACT_BYTES = 4 * 1024 * 1024
 CARD_ERRORS = (MLflowConfigError, MLflowRequestError, MLflowUnavailableError, OSError)
 MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+READS = (CARD_STATE, SLICES_ARTIFACT, IMPORTANCE_ARTIFACT)  # what a card write reads from its run
+Written = tuple[str, str, dict[str, Any]]  # a card just written: version, training run, its record
 
 
 def now() -> str:
@@ -78,26 +92,46 @@ def airflow_url(path: str) -> str | None:
     return f"{base.rstrip('/')}{path}" if base.lower().startswith(("http://", "https://")) else None
 
 
-def _download(client: Any, run_id: str, path: str, tmp: str) -> Path | None:
-    """The local copy of a run artifact; None when it is missing or larger than we read."""
+def _run(client: Any, run_id: str) -> Any:
+    """The run; None when it was deleted (a card then says what the version's tags say)."""
     try:
-        local = Path(client.download_artifacts(run_id, path, tmp))
-    except OSError:
-        return None
+        return client.get_run(run_id)
     except Exception as err:
         if is_mlflow_error(err) and error_code(err) in MISSING:
             return None
         raise
-    return local if local.is_file() and local.stat().st_size <= MAX_ARTIFACT_BYTES else None
 
 
-def _artifact_json(client: Any, run_id: str, path: str) -> Any:
+def _repo(run: Any, tracking_uri: str) -> Any:
+    """The run's artifact repository, from its artifact URI (a ``runs:/`` URI looks the run up again for
+    every file, and searches its logged models)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    return get_artifact_repository(run.info.artifact_uri, tracking_uri=tracking_uri)
+
+
+def _read(repo: Any, paths: Sequence[str]) -> dict[str, bytes | None]:
+    """The bytes of ``paths`` in a run's artifacts (``repo``: its repository); None where a file is
+    missing or larger than we read. One listing per folder, then only the listed files are downloaded:
+    a missing file is never guessed from an exception, and a failing download raises."""
+    listed: dict[str, Any] = {}
+    for folder in dict.fromkeys(path.rpartition("/")[0] for path in paths):
+        listed.update((info.path, info) for info in repo.list_artifacts(folder) if not info.is_dir)
+    found: dict[str, bytes | None] = dict.fromkeys(paths)
     with tempfile.TemporaryDirectory() as tmp:
-        local = _download(client, run_id, path, tmp)
-        try:
-            return None if local is None else json.loads(local.read_text(encoding="utf-8"))
-        except (OSError, ValueError):  # unreadable or not JSON: the card says "not recorded"
-            return None
+        for path in paths:
+            if path in listed and (listed[path].file_size or 0) <= MAX_ARTIFACT_BYTES:
+                local = Path(repo.download_artifacts(path, tmp))
+                if local.is_file() and local.stat().st_size <= MAX_ARTIFACT_BYTES:
+                    found[path] = local.read_bytes()
+    return found
+
+
+def _json(raw: bytes | None) -> Any:
+    try:
+        return None if raw is None else json.loads(raw.decode("utf-8"))
+    except ValueError:  # not JSON or not UTF-8: the card says "not recorded"
+        return None
 
 
 def read_card(hook: MLflowHook, name: str, version: str, file: str) -> bytes | None:
@@ -113,17 +147,17 @@ def read_card(hook: MLflowHook, name: str, version: str, file: str) -> bytes | N
             if is_mlflow_error(err) and error_code(err) in MISSING:
                 return None
             raise
-        if not mv.run_id or CARD_TAG not in (mv.tags or {}):
+        run = _run(client, str(mv.run_id)) if mv.run_id and CARD_TAG in (mv.tags or {}) else None
+        if run is None:
             return None
-        state = _artifact_json(client, str(mv.run_id), CARD_STATE)
+        found = _read(_repo(run, hook.settings.tracking_uri), (CARD_STATE, f"{CARD_DIR}/{file}"))
+        state = _json(found[CARD_STATE])
         if not isinstance(state, Mapping) or (state.get("model_name"), state.get("version")) != (
             name,
             version,
         ):
             return None
-        with tempfile.TemporaryDirectory() as tmp:
-            local = _download(client, str(mv.run_id), f"{CARD_DIR}/{file}", tmp)
-            return None if local is None else local.read_bytes()
+        return found[f"{CARD_DIR}/{file}"]
 
 
 class ModelCardHook(MLflowRegistryHook):
@@ -140,49 +174,61 @@ class ModelCardHook(MLflowRegistryHook):
         config's model section) replaces the recorded one, ``decision`` joins the recorded decisions.
         Returns the training run that holds it (None: the version has no run, so no card).
         """
-        mv = self.model_version(name, version)
+        with self.client(f"writing the model card of {name} version {version}") as client:
+            written = self._write_card(client, name, str(version), config, decision)
+        return written[1] if written else None
+
+    def _write_card(
+        self, client: Any, name: str, version: str, config: Any, decision: Any, model: Any = None
+    ) -> Written | None:
+        """:meth:`write_card` through ``client``, opening no session (a worker thread may run it while the
+        caller holds one); ``model``: the registered model, when the caller has read it."""
+        mv = version_of(client, name, version)
         run_id = str(mv.run_id or "") or None
         if run_id is None:
             self.log.warning("%s version %s has no training run: it gets no model card", name, version)
             return None
-        with self.client(f"reading the model card of {name} version {version}") as client:
-            state = read_state(_artifact_json(client, run_id, CARD_STATE))
-            if config is not None:
-                state["config"] = card_config(config)
-            if decision is not None:
-                add_decision(state, decision)
-            card = self._gather(client, mv, self._run(client, run_id), state)
-        state.update(model_name=name, version=str(version))
-        with self.client(f"writing the model card of {name} version {version}") as client:
-            client.log_dict(run_id, state, CARD_STATE)
-            client.log_text(run_id, render_markdown(card), f"{CARD_DIR}/{CARD_MD}")
-            client.log_text(run_id, render_html(card), f"{CARD_DIR}/{CARD_HTML}")
-        self.set_version_tags(name, str(version), {CARD_TAG: card.written_at})
-        return run_id
+        run = _run(client, run_id)
+        repo = None if run is None else _repo(run, self.settings.tracking_uri)
+        found = {path: _json(raw) for path, raw in (_read(repo, READS) if repo is not None else {}).items()}
+        state = read_state(found.get(CARD_STATE))
+        if config is not None:
+            state["config"] = card_config(config)
+        if decision is not None:
+            add_decision(state, decision)
+        card = self._gather(mv, run, state, model or client.get_registered_model(name), found)
+        state.update(model_name=name, version=version)
+        files = {
+            Path(CARD_STATE).name: json.dumps(state, indent=2, default=str),  # as MlflowClient.log_dict
+            CARD_MD: render_markdown(card),
+            CARD_HTML: render_html(card),
+        }
+        with tempfile.TemporaryDirectory() as tmp:  # one upload of the three files
+            for file, text in files.items():
+                Path(tmp, file).write_text(text, encoding="utf-8")
+            if repo is None:  # the run is gone: MLflow refuses, naming it
+                client.log_artifacts(run_id, tmp, CARD_DIR)
+            else:
+                repo.log_artifacts(tmp, CARD_DIR)
+        tag_version(client, name, version, {CARD_TAG: card.written_at})
+        return version, run_id, state
 
-    def _run(self, client: Any, run_id: str) -> Any:
-        try:
-            return client.get_run(run_id)
-        except Exception as err:
-            if is_mlflow_error(err) and error_code(err) in MISSING:
-                return None  # the run was deleted: the card says what the version's tags say
-            raise
-
-    def _gather(self, client: Any, mv: Any, run: Any, state: dict[str, Any]) -> ModelCard:
-        """What the registry says about the version, with the card's record ``state``."""
+    def _gather(
+        self, mv: Any, run: Any, state: dict[str, Any], model: Any, found: Mapping[str, Any]
+    ) -> ModelCard:
+        """What the registry says about the version (``model``: its registered model, ``found``: the
+        run's JSON artifacts), with the card's record ``state``."""
         name, version = str(mv.name), str(mv.version)
-        model = client.get_registered_model(name)
         history = [
             h for h in catalog.alias_history(dict(model.tags or {})) if version in (h["from"], h["to"])
         ]
         aliases = sorted(a for a, v in catalog.aliases_of(model.aliases).items() if v == version)
-        metrics, slices, importance, run_url = {}, None, None, None
+        metrics, run_url = {}, None
         if run is not None:
             prefix, run_id = METRIC_PREFIX, str(run.info.run_id)
             metrics = {k[len(prefix) :]: v for k, v in run.data.metrics.items() if k.startswith(prefix)}
-            slices = _artifact_json(client, run_id, SLICES_ARTIFACT)
-            importance = _artifact_json(client, run_id, IMPORTANCE_ARTIFACT)
             run_url = self.run_url(str(run.info.experiment_id), run_id)
+        slices, importance = found.get(SLICES_ARTIFACT), found.get(IMPORTANCE_ARTIFACT)
         return ModelCard(
             model_name=name,
             version=version,
@@ -204,22 +250,58 @@ class ModelCardHook(MLflowRegistryHook):
 
     def point_description(self, name: str, alias: str = CHAMPION_ALIAS) -> None:
         """The registered model's description: the intended use, then where ``@alias``'s card is."""
-        version = self.alias_version(name, alias)
+        with self.client(f"describing registered model {name!r}") as client:
+            self._describe(client, name, alias, client.get_registered_model(name))
+
+    def _describe(
+        self, client: Any, name: str, alias: str, model: Any, written: Written | None = None
+    ) -> None:
+        """:meth:`point_description` through ``client`` from ``model`` (the registered model as read);
+        ``written``: a card just written, whose record is not read again if it is ``@alias``'s."""
+        version = catalog.aliases_of(model.aliases).get(alias)
         if version is None:
             return
-        run_id = str(self.model_version(name, version).run_id or "") or None
-        with self.client(f"describing registered model {name!r}") as client:
-            state = read_state(_artifact_json(client, run_id, CARD_STATE) if run_id else None)
-            description = state["config"].get("description")
-            link = airflow_url(card_path(name, version))
-            client.update_registered_model(
-                name, registry_description(description, name, version, run_id, link)
-            )
+        run_id: str | None
+        raw: Any
+        if written is not None and written[0] == version:
+            run_id, raw = written[1], written[2]
+        else:
+            run_id = str(version_of(client, name, version).run_id or "") or None
+            run = _run(client, run_id) if run_id else None
+            repo = None if run is None else _repo(run, self.settings.tracking_uri)
+            raw = None if repo is None else _json(_read(repo, (CARD_STATE,))[CARD_STATE])
+        description = read_state(raw)["config"].get("description")
+        link = airflow_url(card_path(name, version))
+        client.update_registered_model(name, registry_description(description, name, version, run_id, link))
 
-    def _safely(self, write: Callable[..., Any], *args: Any) -> None:
+    def _rewrite(self, name: str, version: str, record: Any, other: str | None, alias: str | None) -> None:
+        """
+        Rewrite ``version``'s card (``record``: its new decision, if any) and meanwhile, in a second
+        thread, ``other``'s; then point the description at ``@alias``'s card (None: leave it). One session
+        and one read of the registered model serve them all; a step that fails is only logged.
+        """
+        with self.client(f"rewriting the model cards of {name}") as client:
+            model = client.get_registered_model(name)
+
+            def write(of: str, decision: Any = None) -> Written | None:  # opens no session of its own
+                with self._logged(f"writing the model card of {name} version {of}"):
+                    return self._write_card(client, name, of, None, decision, model)
+                return None
+
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-card") as pool:
+                if other is not None:
+                    pool.submit(write, other)
+                written = write(version, record)
+                if alias is not None:
+                    with self._logged(f"describing registered model {name!r}"):
+                        self._describe(client, name, alias, model, written)
+
+    @contextmanager
+    def _logged(self, doing: str) -> Iterator[None]:
         """A card write after a recorded decision: a failure is logged, never raised (see the module)."""
         try:
-            write(*args)
+            with self.errors(doing):
+                yield
         except Exception as err:  # after a recorded decision nothing may fail the task (a retry re-decides)
             self.log.warning(
                 "Model card not updated (the decision stands; the next card write repairs it): %s",
@@ -250,15 +332,15 @@ class ModelCardHook(MLflowRegistryHook):
         if decided_by is not None:
             summary["decided_by"], summary["decided_at"] = decided_by, at
             self.record_decision(summary)
-        self._safely(self._after_decision, summary, decision_record(summary, at))
+        with self._logged(f"rewriting the model cards of {summary['model_name']}"):
+            self._after_decision(summary, decision_record(summary, at))
 
     def _after_decision(self, summary: Mapping[str, Any], record: Mapping[str, Any]) -> None:
         name, version, old = summary["model_name"], str(summary["new_version"]), summary.get("old_version")
-        self.write_card(name, version, decision=record)
-        if summary.get("decision") == "promoted" and old not in (None, version):
-            self.write_card(name, str(old))
-        if summary.get("decision") in ("promoted", "skipped"):
-            self.point_description(name, str(summary.get("alias") or CHAMPION_ALIAS))
+        decision = summary.get("decision")
+        replaced = str(old) if decision == "promoted" and old is not None and str(old) != version else None
+        alias = str(summary.get("alias") or CHAMPION_ALIAS) if decision in ("promoted", "skipped") else None
+        self._rewrite(name, version, record, replaced, alias)
 
     def promote_with_card(self, summary: dict[str, Any], alias: str, mode: Any, decided_by: str) -> bool:
         """
@@ -305,7 +387,9 @@ class ModelCardHook(MLflowRegistryHook):
 
     def cards_after_rollback(self, name: str, alias: str, summary: Mapping[str, Any]) -> None:
         """The cards of the restored version and of the one it replaced, and the description."""
-        for version in {summary.get("new_version"), summary.get("old_version")} - {None}:
-            self._safely(self.write_card, name, str(version))
-        if summary.get("new_version") is not None:
-            self._safely(self.point_description, name, alias)
+        new, old = summary.get("new_version"), summary.get("old_version")
+        versions = list(dict.fromkeys(str(v) for v in (new, old) if v is not None))
+        if versions:
+            with self._logged(f"rewriting the model cards of {name}"):
+                other = versions[1] if len(versions) > 1 else None
+                self._rewrite(name, versions[0], None, other, alias if new is not None else None)

@@ -94,9 +94,27 @@ def _features(raw: str | None) -> list[str] | None:
         parsed = json.loads(raw)
     except ValueError:
         parsed = [part.strip() for part in raw.split(",") if part.strip()]
-    if isinstance(parsed, list) and parsed and all(isinstance(f, str) for f in parsed):
-        return parsed
-    return None
+    return parsed if isinstance(parsed, list) and parsed and all(isinstance(f, str) for f in parsed) else None
+
+
+def version_of(client: Any, model_name: str, version: Any) -> Any:
+    """``client``'s model version; an unknown one fails the task naming it."""
+    try:
+        return client.get_model_version(model_name, str(version))
+    except Exception as err:
+        if is_mlflow_error(err) and error_code(err) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise MLflowRequestError(f"{model_name} version {version!r} does not exist") from None
+        raise
+
+
+def tag_version(client: Any, name: str, version: Any, tags: Mapping[str, str], on_model: Any = None) -> None:
+    """Version ``tags``, then registered-model tags ``on_model`` and a new revision. MLflow's client reads
+    the registered model before each tag (is it a prompt?): the first is checked, the rest go straight on."""
+    setter = client.set_model_version_tag
+    for key, value in tags.items():
+        setter(name, str(version), key, value)
+        setter = client._get_registry_client().set_model_version_tag
+    set_model_tags(client, name, on_model or {})
 
 
 class MLflowRegistryHook(MLflowModelHook):
@@ -116,15 +134,7 @@ class MLflowRegistryHook(MLflowModelHook):
     def model_version(self, model_name: str, version: str) -> Any:
         """The model version; an unknown one fails the task naming it."""
         with self.client(f"reading {model_name} version {version}") as client:
-            try:
-                return client.get_model_version(model_name, str(version))
-            except Exception as err:
-                if is_mlflow_error(err) and error_code(err) in (
-                    "RESOURCE_DOES_NOT_EXIST",
-                    "INVALID_PARAMETER_VALUE",
-                ):
-                    raise MLflowRequestError(f"{model_name} version {version!r} does not exist") from None
-                raise
+            return version_of(client, model_name, version)
 
     def champion(self, model_name: str, alias: str = CHAMPION_ALIAS) -> Champion | None:
         """
@@ -176,8 +186,8 @@ class MLflowRegistryHook(MLflowModelHook):
             self.log.info(
                 "Run %s is already registered as %s version %s", run_id, model_name, version.version
             )
-            self._complete_tags(model_name, version, all_tags)  # a crashed try may have left some unset
-            self.set_model_tags(model_name, {})
+            missing = {k: v for k, v in all_tags.items() if version.tags.get(k) != v}  # left by a crashed try
+            self.set_version_tags(model_name, str(version.version), missing)
             return str(version.version), False
         try:
             mine: str | None = self._create_version(model_name, run_id, all_tags)
@@ -216,12 +226,6 @@ class MLflowRegistryHook(MLflowModelHook):
         with self.client(f"searching versions of {model_name}") as client:
             return sorted(client.search_model_versions(query), key=lambda v: int(v.version))
 
-    def _complete_tags(self, model_name: str, version: Any, tags: Mapping[str, str]) -> None:
-        with self.client(f"tagging {model_name} version {version.version}") as client:
-            for key, value in tags.items():
-                if version.tags.get(key) != value:
-                    client.set_model_version_tag(model_name, str(version.version), key, value)
-
     def _create_version(self, model_name: str, run_id: str, tags: Mapping[str, str]) -> str:
         import mlflow
 
@@ -241,9 +245,7 @@ class MLflowRegistryHook(MLflowModelHook):
     # -- records -------------------------------------------------------------------------------
     def set_version_tags(self, model_name: str, version: str, tags: Mapping[str, str]) -> None:
         with self.client(f"tagging {model_name} version {version}") as client:
-            for key, value in tags.items():
-                client.set_model_version_tag(model_name, str(version), key, value)
-            set_model_tags(client, model_name, {})
+            tag_version(client, model_name, version, tags)
 
     def set_model_tags(self, model_name: str, tags: Mapping[str, str]) -> None:
         """Registered-model ``tags`` and a new ``mlops.revision``."""
@@ -253,10 +255,11 @@ class MLflowRegistryHook(MLflowModelHook):
     def record_decision(self, summary: Mapping[str, Any]) -> None:
         """A gate decision as ``mlops.gate.*`` tags on the challenger version and, unless it changed
         nothing (``skipped``), as the registered model's ``mlops.last_decision``."""
-        self.set_version_tags(summary["model_name"], summary["new_version"], decision_tags(summary))
+        name, version = summary["model_name"], summary["new_version"]
         last = monitoring.last_decision_value(summary)
-        if last is not None:
-            self.set_model_tags(summary["model_name"], {monitoring.LAST_DECISION_TAG: last})
+        on_model = {monitoring.LAST_DECISION_TAG: last} if last is not None else {}
+        with self.client(f"recording the decision on {name} version {version}") as client:
+            tag_version(client, name, version, decision_tags(summary), on_model)
 
     # -- alias moves ---------------------------------------------------------------------------
     @contextmanager
@@ -368,7 +371,7 @@ class MLflowRegistryHook(MLflowModelHook):
             else:  # the alias moved, but the try died before recording it
                 self._append_history(client, move, only_if_missing=True)
             if origin != target:
-                self._tag_rollback(move, request_key)
+                self._tag_rollback(client, move, request_key)
             self._set_record(client, tag, move, request_key, "done")
         return summary
 
@@ -377,24 +380,19 @@ class MLflowRegistryHook(MLflowModelHook):
             value = {"key": (key or "")[:500], "from": move.origin, "to": move.target, "state": state}
             client.set_registered_model_tag(move.model_name, tag, json.dumps(value))
 
-    def _tag_rollback(self, move: AliasMove, request_key: str | None) -> None:
+    def _tag_rollback(self, client: Any, move: AliasMove, request_key: str | None) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         tags = {"from_version": str(move.origin), "reason": move.why[:4000], "by": move.who, "at": stamp}
-        self.set_version_tags(
-            move.model_name, move.target, {f"mlops.rollback.{k}": v for k, v in tags.items()}
-        )
         decision = monitoring.rollback_decision_value(move.target, move.why, move.who, stamp, request_key)
-        self.set_model_tags(move.model_name, {monitoring.LAST_DECISION_TAG: decision})
+        tags = {f"mlops.rollback.{k}": v for k, v in tags.items()}
+        tag_version(client, move.model_name, move.target, tags, {monitoring.LAST_DECISION_TAG: decision})
 
     def _rollback_target(self, model_name: str, to_version: Any) -> str:
-        if to_version not in (None, ""):
-            target = str(to_version).strip()
-        else:
-            found = self.alias_version(model_name, PREVIOUS_ALIAS)
-            if found is None:
-                raise InvalidInputError(
-                    f"{model_name} has no {PREVIOUS_ALIAS!r} alias to roll back to; pass to_version"
-                )
-            target = found
+        given = to_version not in (None, "")
+        target = str(to_version).strip() if given else self.alias_version(model_name, PREVIOUS_ALIAS)
+        if target is None:
+            raise InvalidInputError(
+                f"{model_name} has no {PREVIOUS_ALIAS!r} alias to roll back to; pass to_version"
+            )
         self.model_version(model_name, target)  # it must exist
         return target

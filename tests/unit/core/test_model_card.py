@@ -318,8 +318,25 @@ def test_no_robustness_gate_says_so() -> None:
         ),
         (
             [{"decision": "promoted", "at": "T1"}],
-            [{"when": "T1", "alias": "champion", "action": "rollback", "from": "1", "to": "0"}],
+            [
+                {"when": "T1", "alias": "champion", "action": "promote", "from": "0", "to": "1"},
+                {"when": "T1", "alias": "champion", "action": "rollback", "from": "1", "to": "0"},
+            ],
             "Rolled back: @champion moved back to version 0.",
+        ),
+        (
+            [{"decision": "promoted", "at": "T0"}],
+            [
+                {"when": "T0", "alias": "champion", "action": "promote", "from": None, "to": "1"},
+                {"when": "T1", "alias": "champion", "action": "promote", "from": "1", "to": "2"},
+                {"when": "T1", "alias": "champion", "action": "rollback", "from": "2", "to": "1"},
+            ],
+            "Restored as @champion by a rollback (from version 2).",  # moves in one second: record order
+        ),
+        (
+            [{"decision": "refused", "at": "T1", "reason": "r"}],
+            [{"when": "T1", "alias": "champion", "action": "rollback", "from": "2", "to": "1"}],
+            "Restored as @champion by a rollback (from version 2).",  # a refusal moves nothing
         ),
     ],
 )

@@ -152,6 +152,22 @@ def test_register_run_is_idempotent_and_copies_lineage(hook, name, store):
     assert hook.register_run(name, store.runs[1], {}) == ("2", True)
 
 
+def test_a_retried_registration_restores_the_tags_a_crashed_try_left_unset(hook, name, store):
+    run_id = store.runs[0]
+    assert hook.register_run(name, run_id, {"team": "risk"}) == ("1", True)
+    with hook.session() as client:
+        for key in ("team", lineage.TARGET):
+            client.delete_model_version_tag(name, "1", key)
+        revision = client.get_registered_model(name).tags["mlops.revision"]
+    assert hook.register_run(name, run_id, {"team": "risk"}) == ("1", False)
+    with hook.session() as client:
+        tags = client.get_model_version(name, "1").tags
+        assert client.get_registered_model(name).tags["mlops.revision"] != revision
+    assert tags["team"] == "risk"
+    assert tags[lineage.TARGET] == "target"
+    assert tags[lineage.TRAINING_RUN_ID] == run_id
+
+
 def test_register_run_refuses_a_run_without_training_tags(hook, name, store):
     with hook.session() as client:
         experiment = client.get_experiment_by_name("trained").experiment_id
