@@ -63,6 +63,30 @@ def train(model: str, data: Path, estimator: str, params: dict[str, Any], run_id
     return result
 
 
+def cancer_champion(folder: Path, model: str) -> Path:
+    """A decision tree on the breast-cancer data (``folder/cancer.csv``), registered as version 1 of
+    ``model`` and made its ``@champion``; returns the data's path. MLflow from the environment."""
+    from mlops_provider.hooks.registry import MLflowRegistryHook
+
+    data = cancer_csv(folder)
+    run_id = train(model, data, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 3}, "manual__1")[
+        "run_id"
+    ]
+    hook = MLflowRegistryHook()
+    hook.register_run(model, run_id, {})
+    hook.move_alias(
+        model_name=model,
+        alias="champion",
+        expected_old=None,
+        new_version="1",
+        why="test",
+        who="test",
+        action="promote",
+        lock_owner="test",
+    )
+    return data
+
+
 def cancer_csv(folder: Path) -> Path:
     from sklearn.datasets import load_breast_cancer
 

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 from conftest import mlflow_connection
-from support import cancer_csv, context
+from support import cancer_champion, context
 
 from mlops_provider.core import data as core_data
 from mlops_provider.core import data_stream
@@ -26,10 +26,8 @@ from mlops_provider.core.data_parts import ParquetParts, SingleFile
 from mlops_provider.core.errors import DataError as CoreDataError
 from mlops_provider.core.manifest import MANIFEST, Group, GroupResult, Plan, check_results, manifest_files
 from mlops_provider.exceptions import DataError
-from mlops_provider.hooks.registry import MLflowRegistryHook
 from mlops_provider.operators.scoring import BatchScoreOperator
 from mlops_provider.operators.scoring_map import PlanBatchScoringOperator, PublishBatchScoresOperator
-from mlops_provider.operators.training import TrainModelOperator
 
 MODEL = "hostile"
 REFUSED = (CoreDataError, DataError, AirflowFailException)
@@ -214,26 +212,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", mlflow_connection(tmp))
         mp.setenv("MLOPS_HOME", str(tmp))
-        data = cancer_csv(tmp)
-        run_id = TrainModelOperator(
-            task_id="train",
-            model_name=MODEL,
-            data_uri=str(data),
-            target="target",
-            estimator="sklearn.tree.DecisionTreeClassifier",
-            estimator_params={"max_depth": 3},
-        ).execute(context("train"))["run_id"]
-        MLflowRegistryHook().register_run(MODEL, run_id, {})
-        MLflowRegistryHook().move_alias(
-            model_name=MODEL,
-            alias="champion",
-            expected_old=None,
-            new_version="1",
-            why="test",
-            who="test",
-            action="promote",
-            lock_owner="test",
-        )
+        data = cancer_champion(tmp, MODEL)
         frame = pd.read_csv(data).drop(columns=["target"])
         (tmp / "batch").mkdir()
         for i, name in enumerate("abc"):

@@ -18,9 +18,8 @@ from mlops_provider.core.scoring import (
     ColumnSpec,
     ModelInputs,
     ScoringInputError,
-    check_batch,
+    checked_unseen_counts,
     model_inputs,
-    unseen_counts,
 )
 
 if TYPE_CHECKING:
@@ -56,8 +55,8 @@ class Scorer:
 
     def score(self, chunk: pd.DataFrame, row_start: int, options: ScoringOptions) -> None:
         """Check and score one chunk; write its predictions (raises :class:`ScoringInputError`)."""
-        check_batch(chunk, self.features, self.signature, self.inputs, self.where)
-        for column, count in unseen_counts(chunk, self.inputs).items():
+        counts = checked_unseen_counts(chunk, self.features, self.signature, self.inputs, self.where)
+        for column, count in counts.items():
             self.unseen[column] = self.unseen.get(column, 0) + count
         try:
             predictions = score_frame(

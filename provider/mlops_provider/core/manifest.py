@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mlops_provider.core.errors import DataError
+from mlops_provider.core.scoring import as_shares
 
 MANIFEST = "_manifest.json"
 PARTS_DIR = "_parts"
@@ -193,7 +195,7 @@ def check_results(plan: Plan, results: Mapping[int, GroupResult | None], served:
         if problem is None and result is not None:
             names = [n for files in result.files.values() for n in files]
             foreign = [n for n in names if not n.startswith(f"part-{name}-")]
-            twice = listed.intersection(names) | {n for n in names if names.count(n) > 1}
+            twice = listed.intersection(names) | {n for n, k in Counter(names).items() if k > 1}
             if foreign or twice:
                 problem = f"group {name} lists part files not its own: {sorted(set(foreign) | twice)[:3]}"
             listed.update(names)
@@ -227,7 +229,7 @@ def unseen_shares(results: Sequence[GroupResult], rows: int) -> dict[str, float]
     for result in results:
         for column, count in result.unseen.items():
             totals[column] = totals.get(column, 0) + count
-    return {c: round(n / rows, 6) for c, n in sorted(totals.items())} if rows else {}
+    return as_shares(totals, rows)
 
 
 def manifest(files: Sequence[str], *, rows: int, about: Mapping[str, Any]) -> bytes:
@@ -248,7 +250,7 @@ def manifest_files(data: bytes, where: str) -> list[str]:
     if not isinstance(names, list):
         raise DataError(f"{where}: 'files' must be a list of file names")
     checked = [safe_name(n, where) for n in names]
-    twice = sorted({n for n in checked if checked.count(n) > 1}) if len(set(checked)) < len(checked) else []
+    twice = sorted(n for n, count in Counter(checked).items() if count > 1)
     if twice:
         raise DataError(f"{where}: lists {twice[:3]} more than once")
     return checked

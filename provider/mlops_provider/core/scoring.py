@@ -180,10 +180,14 @@ def unseen_counts(frame: pd.DataFrame, inputs: ModelInputs) -> dict[str, int]:
     return counts
 
 
+def as_shares(counts: Mapping[str, int], rows: int) -> dict[str, float]:
+    """Counts per column as shares of ``rows`` (6 decimals), by column name."""
+    return {name: round(count / rows, 6) for name, count in sorted(counts.items())} if rows else {}
+
+
 def unseen_shares(frame: pd.DataFrame, inputs: ModelInputs) -> dict[str, float]:
     """Per encoded column, the share of rows with a category the model did not see in training."""
-    rows = len(frame)
-    return {name: round(count / rows, 6) for name, count in unseen_counts(frame, inputs).items()}
+    return as_shares(unseen_counts(frame, inputs), len(frame))
 
 
 def check_batch(
@@ -194,6 +198,18 @@ def check_batch(
     where: str,
 ) -> dict[str, float]:
     """Refuse a batch the model cannot score (one error naming every column); the unseen shares."""
+    return as_shares(checked_unseen_counts(frame, features, signature, inputs, where), len(frame))
+
+
+def checked_unseen_counts(
+    frame: pd.DataFrame,
+    features: Sequence[str],
+    signature: Sequence[ColumnSpec] | None,
+    inputs: ModelInputs,
+    where: str,
+) -> dict[str, int]:
+    """:func:`check_batch`'s checks; the rows with an unseen category per column (a chunk's counts add
+    up over a streamed batch, its shares would not)."""
     missing = [name for name in features if name not in frame.columns]
     if missing:
         raise ScoringInputError(f"{where}: missing column(s) {', '.join(map(repr, missing))}")
@@ -204,14 +220,14 @@ def check_batch(
     problems = _missing_problems(frame, features, inputs)
     if problems:
         raise ScoringInputError(f"{where}: non-finite values: {'; '.join(problems)}")
-    shares = unseen_shares(frame, inputs)
-    strict = sorted(name for name in inputs.strict_categories if shares.get(name))
+    counts = unseen_counts(frame, inputs)
+    strict = sorted(name for name in inputs.strict_categories if counts.get(name))
     if strict:
         raise ScoringInputError(
             f"{where}: unseen categories in column(s) {', '.join(map(repr, strict))}, whose encoder "
             "refuses unknown categories"
         )
-    return shares
+    return counts
 
 
 def check_unseen_options(max_share: Any, on_unseen: Any) -> float | None:

@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlops_provider.core import lineage
 from mlops_provider.core.manifest import Group, Plan, part_prefix
+from mlops_provider.core.scoring import as_shares
 from mlops_provider.exceptions import airflow_errors
 from mlops_provider.hooks.data import DataHook
 from mlops_provider.hooks.mlflow import MLflowHookMixin
@@ -165,7 +166,7 @@ class BatchScoreOperator(LeanSetattrMixin, MLflowHookMixin, ScoringLineageMixin,
             for scorer in (served, *shadows):
                 scorer.writer.discard()
             raise AirflowSkipException(f"{source} has no rows: nothing to score, no output written")
-        shares = {c: round(n / served.rows, 6) for c, n in sorted(served.unseen.items())}
+        shares = as_shares(served.unseen, served.rows)
         try:
             check_unseen(shares, max_share, self.on_unseen, served.where, self.log)
         except AirflowFailException:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -251,14 +252,8 @@ class PublishBatchScoresOperator(LeanSetattrMixin, MLflowHookMixin, BaseOperator
             "groups": len(plan.groups),
         }
         if self.record_batch:
-            stamp = {"scoring_date": lineage.logical_date(context), "scored_at": _now()}
+            stamp = {"scoring_date": lineage.logical_date(context), "scored_at": datetime.now(UTC)}
             summary["monitoring_run_id"] = record_scored_batch(
                 self.mlflow_conn_id, context, self.alias, summary, stamp
             )
         return summary
-
-
-def _now() -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)

@@ -31,9 +31,7 @@ def batch_score_dag(builder: _Builder) -> DAG | None:
         schedule=dag_args.schedule(c.scoring.schedule),
         catchup=False,
         max_active_runs=1,
-        **dag_args.dag_defaults(),
-        tags=dag_args.tags(c, "scoring"),
-        default_args=dag_args.default_args(c),
+        **builder.shared_args("scoring"),
         doc_md=docs.score_doc(c, str(builder.item.path)),
         user_defined_macros=macros(),
     ) as dag:

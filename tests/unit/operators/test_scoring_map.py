@@ -12,14 +12,13 @@ import pandas as pd
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from conftest import mlflow_connection
-from support import cancer_csv, context
+from support import cancer_champion, context
 
 from mlops_provider.core.manifest import MANIFEST
 from mlops_provider.exceptions import DataError
 from mlops_provider.hooks.registry import MLflowRegistryHook
 from mlops_provider.operators.scoring import BatchScoreOperator
 from mlops_provider.operators.scoring_map import PlanBatchScoringOperator, PublishBatchScoresOperator
-from mlops_provider.operators.training import TrainModelOperator
 
 MODEL = "mapped"
 
@@ -44,17 +43,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", mlflow_connection(tmp))
         mp.setenv("MLOPS_HOME", str(tmp))
-        data = cancer_csv(tmp)
-        run_id = TrainModelOperator(
-            task_id="train",
-            model_name=MODEL,
-            data_uri=str(data),
-            target="target",
-            estimator="sklearn.tree.DecisionTreeClassifier",
-            estimator_params={"max_depth": 3},
-        ).execute(context("train"))["run_id"]
-        MLflowRegistryHook().register_run(MODEL, run_id, {})
-        promote("1", None)
+        data = cancer_champion(tmp, MODEL)
         frame = pd.read_csv(data).drop(columns=["target"])
         frame.insert(0, "pid", [f"p{i}" for i in range(len(frame))])
         batch = tmp / "batch"
@@ -243,6 +232,13 @@ def test_unseen_share_limit_applies_to_the_whole_batch_at_publish(store):
     run_all(store, out)  # a tree on numbers: no encoder, no unseen share
     summary = publish_op(store, out, max_unseen_share=0.0, on_unseen="fail").execute(context("publish"))
     assert summary["unseen_share"] == {}
+    # counts add up over groups: 60 in one group of 569 rows is 10.5%, refused above 10%, nothing published
+    (store.tmp / out / MANIFEST).unlink()
+    record = store.tmp / out / "_parts" / "00001.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "unseen": {"city": 60}}))
+    with pytest.raises(AirflowFailException, match=r"'city' 10\.5%"):
+        publish_op(store, out, max_unseen_share=0.1, on_unseen="fail").execute(context("publish"))
+    assert not (store.tmp / out / MANIFEST).exists()
 
 
 @pytest.mark.parametrize(
