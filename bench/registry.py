@@ -151,9 +151,14 @@ class _Meter:
 
         send, meter = requests.Session.send, self
 
+        trace = os.environ.get("BENCH_REGISTRY_TRACE")  # a file: one "METHOD path" line per request
+
         def counted(session: Any, request: Any, **kwargs: Any) -> Any:
             with meter.lock:
                 meter.requests += 1
+                if trace:
+                    with open(trace, "a", encoding="utf-8") as f:
+                        f.write(f"{meter.requests} {request.method} {request.path_url}\n")
             return send(session, request, **kwargs)
 
         requests.Session.send = counted  # type: ignore[method-assign,assignment]
@@ -174,6 +179,12 @@ class _Meter:
     def reset(self) -> None:
         self.seconds.clear()
         self.counts.clear()
+
+
+def _mark(label: str) -> None:
+    if trace := os.environ.get("BENCH_REGISTRY_TRACE"):
+        with open(trace, "a", encoding="utf-8") as f:
+            f.write(f"# {label}\n")
 
 
 class _DagRun:
@@ -225,6 +236,7 @@ def _worker(runs: int, warmup: int, folder: str) -> dict[str, Any]:
         meter.reset()
         run_id = f"promote_{i}"
         t0, r0 = time.perf_counter(), meter.requests
+        _mark(f"register {i}")
         registered = RegisterModelOperator(
             task_id="register", model_name=MODEL, run_id=train_runs[i]
         ).execute(
@@ -232,6 +244,7 @@ def _worker(runs: int, warmup: int, folder: str) -> dict[str, Any]:
         )
         t1, r1 = time.perf_counter(), meter.requests
         first_card = (meter.seconds.get("write_card", 0.0), meter.counts.get("write_card", 0))
+        _mark(f"promote {i}")
         decision = PromoteModelOperator(
             task_id="promote",
             model_name=MODEL,

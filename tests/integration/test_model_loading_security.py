@@ -230,3 +230,50 @@ def test_promote_verifies_the_challenger_even_when_it_reuses_the_evaluation(stor
     with pytest.raises(AirflowFailException, match="changed after it was logged"):
         promote.execute(context("promote"))
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "named",
+    ["../planted.pkl", "../../planted.pkl", "sub/../../planted.pkl", "{outside}", "file://{outside}"],
+)
+def test_a_registered_version_naming_a_model_file_outside_its_folder_is_refused_and_not_fetched(
+    store, marker, tmp_path, monkeypatch, named
+):
+    """Only ``MLmodel`` and the model file are fetched for a ``models:/`` load: a model file named outside
+    the model's folder is never downloaded (a ``../`` name would land outside the download folder)."""
+    import tempfile
+
+    run_id, version = trained_version(store)
+    folder = stored_dir(version)
+    outside = folder.parents[1] / "planted.pkl"
+    payload = pickle.dumps(OpensMarker(str(marker)))
+    for planted in (outside, folder.parent / "planted.pkl"):
+        planted.write_bytes(payload)
+    meta = yaml.safe_load((folder / "MLmodel").read_text())
+    meta["flavors"]["sklearn"]["pickled_model"] = named.format(outside=outside)
+    (folder / "MLmodel").write_text(yaml.safe_dump(meta))
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(downloads / "tmp"))
+    (downloads / "tmp").mkdir()
+    with pytest.raises(InvalidInputError, match="not a file of the model"):
+        MLflowRegistryHook(load_policy=ModelLoadPolicy(allow_cloudpickle_fallback=True)).load_model(
+            f"models:/{MODEL}/{version}"
+        )
+    assert not marker.exists()
+    assert sorted(p.name for p in downloads.rglob("*.pkl")) == []
+
+
+def test_a_registered_version_loads_from_mlmodel_and_its_model_file_alone(store):
+    """MLflow's environment files and examples are not needed to load (and are not fetched)."""
+    run_id, version = trained_version(store)
+    folder = stored_dir(version)
+    kept = {"MLmodel", *(p.name for p in folder.glob("model.*"))}
+    for extra in folder.iterdir():
+        if extra.name not in kept and extra.is_file():
+            extra.unlink()
+    import pandas as pd
+
+    loaded = MLflowRegistryHook().load_verified(f"models:/{MODEL}/{version}")
+    assert loaded.model.predict(pd.read_csv(store.data).drop(columns="target").head(5)).shape == (5,)
+    assert loaded.digest == model_digest(folder)

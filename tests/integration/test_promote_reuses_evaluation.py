@@ -251,24 +251,24 @@ def test_a_record_without_the_gated_slices_is_not_used(data: Path, loaded: list[
 
 
 def test_mlflow_errors_reading_the_record_fail_the_task(data: Path):
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 
     from mlops_provider.exceptions import MLflowUnavailableError
 
     run = train_run(data, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 2})
     evaluate(run)
     version = register(run)
-    real = MlflowClient.download_artifacts
+    real = LocalArtifactRepository.download_artifacts
 
-    def failing_record(self, run_id, path, dst_path=None):
-        if path == HOLDOUT_RECORD_ARTIFACT:
+    def failing_record(self, artifact_path, dst_path=None):
+        if artifact_path == HOLDOUT_RECORD_ARTIFACT:
             raise MlflowException("database is locked", error_code=INTERNAL_ERROR)
-        return real(self, run_id, path, dst_path)
+        return real(self, artifact_path, dst_path)
 
     with (
-        mock.patch("mlflow.MlflowClient.download_artifacts", failing_record),
+        mock.patch.object(LocalArtifactRepository, "download_artifacts", failing_record),
         pytest.raises(MLflowUnavailableError, match="database is locked"),
     ):
         promote(version)

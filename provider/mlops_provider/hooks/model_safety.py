@@ -296,6 +296,41 @@ def skops_options(model: Any, policy: ModelLoadPolicy) -> dict[str, Any]:
     return {"serialization_format": SKOPS, "skops_trusted_types": untrusted}
 
 
+def download_model(model_uri: str, dst: str) -> str:
+    """
+    The logged model at ``model_uri`` downloaded into ``dst`` (inside the caller's session). For a
+    registered version only what loading reads is fetched, ``MLmodel`` and the serialised model (not
+    MLflow's environment files and examples); a ``runs:/`` URI is left to MLflow's own resolution.
+    """
+    import mlflow
+
+    if parse_model_uri(model_uri)[0] != "version":
+        return str(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=dst))
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    repo: Any = get_artifact_repository(model_uri)
+    repo.download_artifacts("MLmodel", dst)
+    if (relative := _model_file(Path(dst) / "MLmodel")) is not None:
+        repo.download_artifacts(relative, dst)
+    return dst
+
+
+def _model_file(mlmodel: Path) -> str | None:
+    """The sklearn flavor's model file named in ``mlmodel`` when it is a plain relative path, else None
+    (:func:`read_artifact` then says what is wrong)."""
+    import yaml
+
+    try:
+        relative = str(
+            yaml.safe_load(mlmodel.read_text(encoding="utf-8"))["flavors"]["sklearn"]["pickled_model"]
+        )
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+        return None
+    parts = Path(relative).parts
+    plain = bool(parts) and not relative.startswith(("/", "\\")) and ".." not in parts and ":" not in relative
+    return relative if plain else None
+
+
 def logged_digest(model_uri: str) -> str:
     """The sha256 of the model just logged, as stored (inside the caller's session)."""
     import mlflow

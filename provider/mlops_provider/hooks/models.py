@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_provider.core import lineage
@@ -32,6 +33,7 @@ from mlops_provider.hooks.model_safety import (
     check_digest,
     check_loadable,
     deserialize,
+    download_model,
     logged_digest,
     parse_model_uri,
     pip_requirements,
@@ -115,6 +117,7 @@ class MLflowModelHook(MLflowHook):
     ) -> None:
         super().__init__(mlflow_conn_id, **kwargs)
         self.load_policy = load_policy or ModelLoadPolicy()
+        self._run_repos: dict[str, Any] = {}  # run id -> its artifact repository
 
     # -- runs ----------------------------------------------------------------------------------
     def get_run(self, run_id: str) -> Any:
@@ -249,12 +252,10 @@ class MLflowModelHook(MLflowHook):
 
     @contextmanager
     def _checked_artifact(self, model_uri: str) -> Iterator[tuple[ModelArtifact, list[str], str]]:
-        import mlflow
-
         expected, what = self._recorded_digest(model_uri)
         with tempfile.TemporaryDirectory() as tmp:
             with self.session(), self.errors(f"downloading {model_uri}"):
-                local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
+                local = download_model(model_uri, tmp)
             artifact = read_artifact(local, what)
             check_digest(artifact, expected, self.load_policy, what)
             with quiet_serialization():
@@ -299,19 +300,22 @@ class MLflowModelHook(MLflowHook):
         """The holdout a training run logged (artifact ``holdout/holdout.parquet``)."""
         import pandas as pd
 
-        with self.session() as client, tempfile.TemporaryDirectory() as tmp:
+        with self.session(), tempfile.TemporaryDirectory() as tmp:
             try:
-                path = client.download_artifacts(run_id, lineage.HOLDOUT_ARTIFACT, tmp)
+                path = self._run_file(run_id, lineage.HOLDOUT_ARTIFACT, tmp)
             except Exception as err:
-                missing = isinstance(err, FileNotFoundError) or (
-                    is_mlflow_error(err) and error_code(err) in REFUSED_CODES
-                )
-                if not missing:
+                if not (
+                    isinstance(err, FileNotFoundError)
+                    or (is_mlflow_error(err) and error_code(err) in REFUSED_CODES)
+                ):
                     raise self.translate_error(err, f"reading the holdout of run {run_id}") from None
+                path, why = None, self._scrub(str(err))
+            else:
+                why = "no such file"
+            if path is None:
                 raise MLflowRequestError(
-                    f"MLflow run {run_id}: cannot read its holdout artifact {lineage.HOLDOUT_ARTIFACT!r} "
-                    f"({self._scrub(str(err))})"
-                ) from None
+                    f"MLflow run {run_id}: cannot read its holdout artifact {lineage.HOLDOUT_ARTIFACT!r} ({why})"
+                )
             return pd.read_parquet(path)
 
     def read_evaluation_record(self, run_id: str) -> tuple[Any, str]:
@@ -319,27 +323,41 @@ class MLflowModelHook(MLflowHook):
         The evaluation record (``evaluation/holdout_metrics.json``) of a training run, parsed, or
         ``None`` and why not. A missing record is normal; other MLflow errors are translated.
         """
-        with self.session() as client, tempfile.TemporaryDirectory() as tmp:
+        missing = f"run {run_id} has no {HOLDOUT_RECORD_ARTIFACT} (EvaluateModelOperator did not run)"
+        with self.session(), tempfile.TemporaryDirectory() as tmp:
             try:
-                path = client.download_artifacts(run_id, HOLDOUT_RECORD_ARTIFACT, tmp)
+                path = self._run_file(run_id, HOLDOUT_RECORD_ARTIFACT, tmp)
             except OSError as err:
                 return None, f"cannot read {HOLDOUT_RECORD_ARTIFACT} of run {run_id} ({err})"
             except Exception as err:
-                if is_mlflow_error(err) and error_code(err) == "RESOURCE_DOES_NOT_EXIST":
-                    return (
-                        None,
-                        f"run {run_id} has no {HOLDOUT_RECORD_ARTIFACT} (EvaluateModelOperator did not run)",
-                    )
+                if error_code(err) == "RESOURCE_DOES_NOT_EXIST":
+                    return None, missing
                 if is_mlflow_error(err):
                     raise self.translate_error(
                         err, f"reading the evaluation record of run {run_id}"
                     ) from None
                 raise
+            if path is None:
+                return None, missing
             try:
-                with open(path, encoding="utf-8") as f:
-                    return json.load(f), ""
+                return json.loads(path.read_text(encoding="utf-8")), ""
             except (OSError, ValueError) as err:
                 return None, f"{HOLDOUT_RECORD_ARTIFACT} of run {run_id} is not readable JSON ({err})"
+
+    def _run_file(self, run_id: str, path: str, dst: str) -> Path | None:
+        """``path`` of the run's own artifacts downloaded into ``dst`` (inside a session); None when the
+        run has no such file. The run's artifact store is looked up once per hook (a ``runs:/`` URI
+        looks the run up again and searches its logged models on every download)."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        if (repo := self._run_repos.get(run_id)) is None:
+            with self.session() as client:
+                uri = client.get_run(run_id).info.artifact_uri
+                repo = self._run_repos[run_id] = get_artifact_repository(uri, self.settings.tracking_uri)
+        folder = path.rpartition("/")[0]
+        if not any(info.path == path and not info.is_dir for info in repo.list_artifacts(folder)):
+            return None
+        return Path(repo.download_artifacts(path, dst))
 
     def log_evaluation(
         self,

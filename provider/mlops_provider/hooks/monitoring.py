@@ -42,12 +42,26 @@ def set_model_tags(client: MlflowClient, model_name: str, tags: Mapping[str, str
     """Set registered-model ``tags`` then a new revision; ``False`` (nothing set) if it is not registered."""
     try:
         for key, value in {**tags, REVISION_TAG: revision()}.items():
-            client.set_registered_model_tag(model_name, key, value)
+            _set_model_tag(client, model_name, key, value)
     except Exception as err:
         if is_mlflow_error(err) and error_code(err) == "RESOURCE_DOES_NOT_EXIST":
             return False
         raise
     return True
+
+
+def _set_model_tag(client: MlflowClient, model_name: str, key: str, value: str, tries: int = 3) -> None:
+    """MLflow's SQL store sets a tag by select-then-insert: two writers of a new key race, and the loser
+    gets the table's unique-key error. Setting a tag is idempotent, so the loser sets it again."""
+    for attempt in range(tries):
+        try:
+            client.set_registered_model_tag(model_name, key, value)
+            return
+        except Exception as err:
+            text = str(err).lower()
+            lost_race = is_mlflow_error(err) and ("unique constraint" in text or "duplicate key" in text)
+            if not lost_race or attempt == tries - 1:
+                raise
 
 
 class MonitoringHook(MLflowHook):

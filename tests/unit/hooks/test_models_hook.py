@@ -109,10 +109,10 @@ def test_load_holdout_missing_names_the_artifact(hook, store):
     "fault", [lambda: mlflow_error("INTERNAL_ERROR", "database is locked"), lambda: ConnectionResetError(104)]
 )
 def test_load_holdout_transient_fault_is_retried(hook, store, fault):
-    from mlflow import MlflowClient
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 
     with (
-        mock.patch.object(MlflowClient, "download_artifacts", side_effect=fault()),
+        mock.patch.object(LocalArtifactRepository, "download_artifacts", side_effect=fault()),
         pytest.raises(MLflowUnavailableError),
     ):
         hook.load_holdout(store.trained["run_id"])
@@ -142,14 +142,16 @@ def test_read_evaluation_record_corrupt_json_is_none_with_reason(hook, store):
 
 
 def test_read_evaluation_record_internal_error_is_unavailable(hook, store):
-    from mlflow import MlflowClient
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 
+    run_id = plain_run(hook)
+    hook.write_evaluation_record(run_id, {"run_id": run_id, "metrics": {"f1_macro": 0.9}})
     error = mlflow_error("INTERNAL_ERROR", "database is locked")
     with (
-        mock.patch.object(MlflowClient, "download_artifacts", side_effect=error),
+        mock.patch.object(LocalArtifactRepository, "download_artifacts", side_effect=error),
         pytest.raises(MLflowUnavailableError, match="database is locked"),
     ):
-        hook.read_evaluation_record(store.trained["run_id"])
+        hook.read_evaluation_record(run_id)
 
 
 def test_log_evaluation_logs_prefixed_metrics_and_skips_none(hook, store):

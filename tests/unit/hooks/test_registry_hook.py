@@ -17,6 +17,7 @@ from support import cancer_csv, context
 
 from mlops_provider.core import lineage
 from mlops_provider.exceptions import InvalidInputError, MLflowRequestError, MLflowUnavailableError
+from mlops_provider.hooks.monitoring import set_model_tags
 from mlops_provider.hooks.registry import (
     ChampionChangedError,
     MLflowRegistryHook,
@@ -425,3 +426,45 @@ def test_a_real_model_named_like_the_lock_fails_the_move_and_is_kept(hook, name,
     assert isinstance(raised.value, AirflowFailException)  # a retry cannot help
     assert hook.alias_version(name, "champion") is None
     assert registered_model_exists(hook, f"{name}.mlops-lock")
+
+
+@pytest.mark.parametrize(
+    ("failures", "text", "succeeds"),
+    [
+        (
+            1,
+            "(sqlite3.IntegrityError) UNIQUE constraint failed: registered_model_tags.key, registered_model_tags.name",
+            True,
+        ),
+        (2, 'duplicate key value violates unique constraint "registered_model_tag_pk"', True),
+        (3, "UNIQUE constraint failed: registered_model_tags.key", False),
+        (1, "database is locked", False),
+    ],
+    ids=["sqlite-race", "postgres-race-twice", "race-every-time", "other-internal-error"],
+)
+def test_a_registered_model_tag_that_loses_the_insert_race_is_set_again(store, failures, text, succeeds):
+    """MLflow's SQL store sets a tag by select-then-insert: concurrent writers of a new key race and the
+    loser gets a unique-key error (the 8-registrations race). Only that error is retried, a few times."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
+
+    hook, name = MLflowRegistryHook(), f"tag-race-{uuid.uuid4().hex[:6]}"
+    with hook.session() as client:
+        client.create_registered_model(name)
+        real, calls = client.set_registered_model_tag, []
+
+        def racing(model: str, key: str, value: str) -> None:
+            calls.append(key)
+            if len(calls) <= failures:
+                raise MlflowException(text, error_code=INTERNAL_ERROR)
+            real(model, key, value)
+
+        with mock.patch.object(client, "set_registered_model_tag", side_effect=racing):
+            if succeeds:
+                assert set_model_tags(client, name, {"mlops.retrain_dag": "dag_a"})
+            else:
+                with pytest.raises(MlflowException, match=text.split("(")[-1][:20]):
+                    set_model_tags(client, name, {"mlops.retrain_dag": "dag_a"})
+        tags = client.get_registered_model(name).tags
+    assert (tags.get("mlops.retrain_dag") == "dag_a") is succeeds
+    assert len(calls) == (failures + 2 if succeeds else min(failures, 3))
