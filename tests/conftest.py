@@ -87,3 +87,36 @@ def _hypothesis_profiles() -> None:
 
 
 _hypothesis_profiles()
+
+
+# -- how `make test` spreads the files over its two xdist workers (--dist loadgroup) --------------------
+E2E = ROOT / "tests" / "e2e"
+
+
+def _group(item: pytest.Item) -> str:
+    """A test's xdist group: its own ``xdist_group`` mark, else one group for every e2e test (they share
+    one production topology per worker: starting it twice costs both cores half a minute), else its file
+    (module fixtures are set up once, as with ``--dist loadfile``)."""
+    if (mark := item.get_closest_marker("xdist_group")) is not None:
+        return str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+    path = Path(str(item.path))
+    return "e2e" if E2E in path.parents else str(path.relative_to(ROOT))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist's loadgroup: every test gets its group, and groups holding slow tests go first (more
+    slow tests first), so that no long group is handed out last and runs alone at the end."""
+    if config.getoption("dist", "no") != "loadgroup":
+        return
+    groups: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        name = _group(item)
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(name))
+        groups.setdefault(name, []).append(item)
+
+    def weight(members: list[pytest.Item]) -> tuple[int, int]:
+        return -sum(m.get_closest_marker("slow") is not None for m in members), -len(members)
+
+    items[:] = [item for members in sorted(groups.values(), key=weight) for item in members]
