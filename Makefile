@@ -58,7 +58,7 @@ lint: install
 	$(BIN)/mypy
 
 test: lint compose-tool chromium
-	$(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # Debian's docker-compose (v1) validates docker-compose.yaml without a Docker engine (tests/e2e/test_compose.py).
 compose-tool:

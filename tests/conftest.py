@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,32 +90,44 @@ def _hypothesis_profiles() -> None:
 _hypothesis_profiles()
 
 
-# -- how `make test` spreads the files over its two xdist workers (--dist loadgroup) --------------------
-E2E = ROOT / "tests" / "e2e"
+# -- how `make test` spreads the tests over its two xdist workers (--dist loadfile) ---------------------
+# xdist's loadgroup cannot be used: it renames items through ``Item._nodeid``, which pytest 9 no longer
+# reads. So the controller gets a loadfile scheduler that knows two exceptions, and the workers order
+# their collection (the order the scheduler hands groups out in, with --no-loadscope-reorder).
+ALONE = ("tests/unit/test_bench_smoke.py::",)  # each test its own group: minutes long, no module fixtures
 
 
-def _group(item: pytest.Item) -> str:
-    """A test's xdist group: its own ``xdist_group`` mark, else one group for every e2e test (they share
-    one production topology per worker: starting it twice costs both cores half a minute), else its file
-    (module fixtures are set up once, as with ``--dist loadfile``)."""
-    if (mark := item.get_closest_marker("xdist_group")) is not None:
-        return str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
-    path = Path(str(item.path))
-    return "e2e" if E2E in path.parents else str(path.relative_to(ROOT))
+def xdist_group(nodeid: str) -> str:
+    """The unit of work a worker takes: every e2e test together (they share one production topology
+    per worker: starting it twice costs both cores half a minute), tests in ALONE one by one, else a
+    file (module fixtures set up once)."""
+    path = nodeid.split("::", 1)[0]
+    if path.startswith("tests/e2e/"):
+        return "tests/e2e/"
+    return nodeid if nodeid.startswith(ALONE) else path
 
 
-@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class GroupScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group(nodeid)
+
+    return GroupScheduling(config, log)
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under xdist's loadgroup: every test gets its group, and groups holding slow tests go first (more
-    slow tests first), so that no long group is handed out last and runs alone at the end."""
-    if config.getoption("dist", "no") != "loadgroup":
+    """In an xdist worker: groups holding slow tests first (more slow tests first), then the others by
+    size, so that no long group is handed out last and runs alone at the end."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
     groups: dict[str, list[pytest.Item]] = {}
     for item in items:
-        name = _group(item)
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(name))
-        groups.setdefault(name, []).append(item)
+        groups.setdefault(xdist_group(item.nodeid), []).append(item)
 
     def weight(members: list[pytest.Item]) -> tuple[int, int]:
         return -sum(m.get_closest_marker("slow") is not None for m in members), -len(members)

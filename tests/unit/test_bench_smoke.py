@@ -19,7 +19,7 @@ def sections(text: str) -> dict[str, str]:
     return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
-# Three chunks, each its own xdist group (make test runs them on whichever worker is free): loop and
+# Three chunks that make test runs on whichever worker is free (tests/conftest.py: ALONE): loop and
 # scoring take over a minute each at smoke sizes, the others together about as long.
 CHUNKS = {
     "loop": ("loop",),
@@ -46,9 +46,7 @@ def test_the_chunks_cover_every_benchmark_once() -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # tiny sizes, servers included; generous for a loaded machine
-@pytest.mark.parametrize(
-    "chunk", [pytest.param(name, marks=pytest.mark.xdist_group(f"bench_smoke_{name}")) for name in CHUNKS]
-)
+@pytest.mark.parametrize("chunk", list(CHUNKS))
 def test_the_benchmarks_run_at_smoke_sizes(tmp_path: Path, chunk: str) -> None:
     output = tmp_path / "RESULTS.smoke.md"
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "PYTHONWARNINGS": "ignore"}
