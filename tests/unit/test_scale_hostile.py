@@ -330,3 +330,36 @@ def test_a_blank_scoring_queue_is_refused_naming_the_key(tmp_path, value):
     found = _config_problems(tmp_path, {"queue": value})
     assert found
     assert all(p.startswith("scoring.queue:") for p in found), found
+
+
+@pytest.mark.parametrize("where", ["local", "object store"])
+def test_a_glob_skips_hidden_names_as_a_folder_read_does(tmp_path, where):
+    """A file still being written (the provider's ``.tmp-``/``_tmp-`` names), ``_SUCCESS``-style markers
+    and an unpublished output's ``_parts`` are not data, whether the batch is a folder or a glob; a
+    pattern that names a hidden segment itself still matches it."""
+    import fsspec
+    import pandas as pd
+
+    frame = pd.DataFrame({"x": [1, 2]})
+    names = ["a.parquet", ".tmp-1f-b.parquet", "_tmp-2e-c.parquet", "_parts/d.parquet", "e/.f.parquet"]
+    if where == "local":
+        fs, base = None, str(tmp_path)
+        for name in names:
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            frame.to_parquet(tmp_path / name)
+    else:
+        fs, base = fsspec.filesystem("memory"), f"memory://glob-{tmp_path.name}"
+        for name in names:
+            with fs.open(f"{base}/{name}", "wb") as f:
+                frame.to_parquet(f)
+
+    def found(pattern: str) -> list[str]:
+        return sorted(
+            p.rsplit(base.split("://")[-1], 1)[-1].lstrip("/") for p in core_data.expand(pattern, fs)
+        )
+
+    assert found(f"{base}/*.parquet") == ["a.parquet"]
+    assert found(f"{base}/**/*.parquet") == ["a.parquet"]
+    assert found(f"{base}/_tmp-*.parquet") == ["_tmp-2e-c.parquet"]
+    assert found(f"{base}/_parts/*.parquet") == ["_parts/d.parquet"]
+    assert found(base) == ["a.parquet"]

@@ -67,6 +67,21 @@ def _hidden(relative: str) -> bool:
     return any(part.startswith(("_", ".")) for part in relative.split("/"))
 
 
+def _visible(pattern: str, matches: list[str]) -> list[str]:
+    """Glob ``matches`` without hidden names below the pattern's fixed folder (``_``/``.`` segments, as
+    a folder read skips them: ``_SUCCESS``, an unpublished output's parts, a file still being written),
+    unless the pattern names such a segment itself."""
+    first = min(pattern.find(c) for c in GLOB_CHARS if c in pattern)
+    head = pattern[:first]
+    root = head[: head.rfind("/") + 1]
+    if _hidden(pattern[len(root) :]):
+        return matches
+    root = root.lstrip("/")  # object stores list "bucket/key" (some "/bucket/key")
+    return [
+        m for m in matches if not (m.lstrip("/").startswith(root) and _hidden(m.lstrip("/")[len(root) :]))
+    ]
+
+
 def _inside(path: str, folder: str, fs: AbstractFileSystem | None) -> str:
     """``path``, refused when it is a local link leading out of ``folder``."""
     if fs is None:
@@ -130,7 +145,7 @@ def expand(uri: str, fs: AbstractFileSystem | None = None) -> list[str]:
     if is_local(uri):
         path = local_path(uri)
         if has_glob:
-            files = sorted(p for p in globlib.glob(path, recursive=True) if os.path.isfile(p))
+            files = _visible(path, sorted(p for p in globlib.glob(path, recursive=True) if os.path.isfile(p)))
             if not files:
                 raise NoDataError(f"{uri}: no file matches this pattern")
             return files
@@ -147,7 +162,7 @@ def expand(uri: str, fs: AbstractFileSystem | None = None) -> list[str]:
     scheme = urlsplit(uri).scheme
     try:
         if has_glob:
-            found = sorted(fs.glob(uri))
+            found = _visible(uri.split("://", 1)[-1], sorted(fs.glob(uri)))
         elif fs.isdir(uri):
             found = _folder_files(uri.rstrip("/"), fs)
         elif fs.exists(uri):
