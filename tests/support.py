@@ -66,25 +66,31 @@ def train(model: str, data: Path, estimator: str, params: dict[str, Any], run_id
 def cancer_champion(folder: Path, model: str) -> Path:
     """A decision tree on the breast-cancer data (``folder/cancer.csv``), registered as version 1 of
     ``model`` and made its ``@champion``; returns the data's path. MLflow from the environment."""
-    from mlops_provider.hooks.registry import MLflowRegistryHook
-
     data = cancer_csv(folder)
     run_id = train(model, data, "sklearn.tree.DecisionTreeClassifier", {"max_depth": 3}, "manual__1")[
         "run_id"
     ]
+    crown(model, run_id)
+    return data
+
+
+def crown(model: str, run_id: str, why: str = "test") -> str:
+    """Register ``run_id`` as the first version of ``model`` and make it ``@champion``; the version."""
+    from mlops_provider.hooks.registry import MLflowRegistryHook
+
     hook = MLflowRegistryHook()
-    hook.register_run(model, run_id, {})
+    version, _ = hook.register_run(model, run_id, {})
     hook.move_alias(
         model_name=model,
         alias="champion",
         expected_old=None,
-        new_version="1",
-        why="test",
+        new_version=version,
+        why=why,
         who="test",
         action="promote",
         lock_owner="test",
     )
-    return data
+    return version
 
 
 def cancer_csv(folder: Path) -> Path:

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 import yaml
@@ -265,7 +266,8 @@ def test_a_registered_version_naming_a_model_file_outside_its_folder_is_refused_
 
 
 def test_a_registered_version_loads_from_mlmodel_and_its_model_file_alone(store):
-    """MLflow's environment files and examples are not needed to load (and are not fetched)."""
+    """A registered version's load fetches MLmodel and the model file only: MLflow's environment files and
+    examples are neither fetched nor needed."""
     run_id, version = trained_version(store)
     folder = stored_dir(version)
     kept = {"MLmodel", *(p.name for p in folder.glob("model.*"))}
@@ -273,7 +275,18 @@ def test_a_registered_version_loads_from_mlmodel_and_its_model_file_alone(store)
         if extra.name not in kept and extra.is_file():
             extra.unlink()
     import pandas as pd
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 
-    loaded = MLflowRegistryHook().load_verified(f"models:/{MODEL}/{version}")
+    fetched: list[str] = []
+    real = LocalArtifactRepository.download_artifacts
+
+    def observed(repo, artifact_path, dst_path=None):  # the real download; what it took from the store
+        if Path(repo.artifact_dir).resolve() == folder.resolve():
+            fetched.append(artifact_path)
+        return real(repo, artifact_path, dst_path)
+
+    with mock.patch.object(LocalArtifactRepository, "download_artifacts", observed):
+        loaded = MLflowRegistryHook().load_verified(f"models:/{MODEL}/{version}")
+    assert fetched == ["MLmodel", *sorted(kept - {"MLmodel"})]
     assert loaded.model.predict(pd.read_csv(store.data).drop(columns="target").head(5)).shape == (5,)
     assert loaded.digest == model_digest(folder)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -89,6 +89,30 @@ def is_mlflow_error(err: BaseException) -> bool:
 
     module = sys.modules.get("mlflow.exceptions")
     return module is not None and isinstance(err, module.MlflowException)
+
+
+def run_artifact_repo(run: Any, tracking_uri: str) -> Any:
+    """The run's artifact repository, from its artifact URI (a ``runs:/`` URI looks the run up again for
+    every file, and searches its logged models)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    return get_artifact_repository(run.info.artifact_uri, tracking_uri=tracking_uri)
+
+
+def download_listed(
+    repo: Any, paths: Sequence[str], dst: str, max_bytes: int | None = None
+) -> dict[str, Path | None]:
+    """``paths`` of a run's artifacts (``repo``: its repository) downloaded into ``dst``; None where a
+    file is missing (or listed larger than ``max_bytes``). One listing per folder, then only listed files
+    are downloaded: a missing file is never guessed from an exception, and a failing download raises."""
+    listed: dict[str, Any] = {}
+    for folder in dict.fromkeys(path.rpartition("/")[0] for path in paths):
+        listed.update((info.path, info) for info in repo.list_artifacts(folder) if not info.is_dir)
+    found: dict[str, Path | None] = dict.fromkeys(paths)
+    for path in paths:
+        if path in listed and (max_bytes is None or (listed[path].file_size or 0) <= max_bytes):
+            found[path] = Path(repo.download_artifacts(path, dst))
+    return found
 
 
 class MLflowHook(BaseHook):

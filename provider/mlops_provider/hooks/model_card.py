@@ -58,8 +58,18 @@ from mlops_provider.exceptions import (
     MLflowUnavailableError,
     airflow_errors,
 )
-from mlops_provider.hooks.mlflow import MLflowHook, error_code, is_mlflow_error
-from mlops_provider.hooks.models import IMPORTANCE_ARTIFACT, METRIC_PREFIX, SLICES_ARTIFACT
+from mlops_provider.hooks.mlflow import (
+    MLflowHook,
+    download_listed,
+    error_code,
+    is_mlflow_error,
+    run_artifact_repo,
+)
+from mlops_provider.hooks.models import (
+    IMPORTANCE_ARTIFACT,
+    METRIC_PREFIX,
+    SLICES_ARTIFACT,
+)
 from mlops_provider.hooks.registry import (
     CHAMPION_ALIAS,
     ChampionChangedError,
@@ -102,29 +112,17 @@ def _run(client: Any, run_id: str) -> Any:
         raise
 
 
-def _repo(run: Any, tracking_uri: str) -> Any:
-    """The run's artifact repository, from its artifact URI (a ``runs:/`` URI looks the run up again for
-    every file, and searches its logged models)."""
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
-    return get_artifact_repository(run.info.artifact_uri, tracking_uri=tracking_uri)
-
-
 def _read(repo: Any, paths: Sequence[str]) -> dict[str, bytes | None]:
     """The bytes of ``paths`` in a run's artifacts (``repo``: its repository); None where a file is
-    missing or larger than we read. One listing per folder, then only the listed files are downloaded:
-    a missing file is never guessed from an exception, and a failing download raises."""
-    listed: dict[str, Any] = {}
-    for folder in dict.fromkeys(path.rpartition("/")[0] for path in paths):
-        listed.update((info.path, info) for info in repo.list_artifacts(folder) if not info.is_dir)
-    found: dict[str, bytes | None] = dict.fromkeys(paths)
+    missing or larger than we read."""
     with tempfile.TemporaryDirectory() as tmp:
-        for path in paths:
-            if path in listed and (listed[path].file_size or 0) <= MAX_ARTIFACT_BYTES:
-                local = Path(repo.download_artifacts(path, tmp))
-                if local.is_file() and local.stat().st_size <= MAX_ARTIFACT_BYTES:
-                    found[path] = local.read_bytes()
-    return found
+        local = download_listed(repo, paths, tmp, MAX_ARTIFACT_BYTES)
+        return {
+            path: file.read_bytes()
+            if file and file.is_file() and file.stat().st_size <= MAX_ARTIFACT_BYTES
+            else None
+            for path, file in local.items()
+        }
 
 
 def _json(raw: bytes | None) -> Any:
@@ -150,7 +148,7 @@ def read_card(hook: MLflowHook, name: str, version: str, file: str) -> bytes | N
         run = _run(client, str(mv.run_id)) if mv.run_id and CARD_TAG in (mv.tags or {}) else None
         if run is None:
             return None
-        found = _read(_repo(run, hook.settings.tracking_uri), (CARD_STATE, f"{CARD_DIR}/{file}"))
+        found = _read(run_artifact_repo(run, hook.settings.tracking_uri), (CARD_STATE, f"{CARD_DIR}/{file}"))
         state = _json(found[CARD_STATE])
         if not isinstance(state, Mapping) or (state.get("model_name"), state.get("version")) != (
             name,
@@ -189,7 +187,7 @@ class ModelCardHook(MLflowRegistryHook):
             self.log.warning("%s version %s has no training run: it gets no model card", name, version)
             return None
         run = _run(client, run_id)
-        repo = None if run is None else _repo(run, self.settings.tracking_uri)
+        repo = None if run is None else run_artifact_repo(run, self.settings.tracking_uri)
         found = {path: _json(raw) for path, raw in (_read(repo, READS) if repo is not None else {}).items()}
         state = read_state(found.get(CARD_STATE))
         if config is not None:
@@ -268,7 +266,7 @@ class ModelCardHook(MLflowRegistryHook):
         else:
             run_id = str(version_of(client, name, version).run_id or "") or None
             run = _run(client, run_id) if run_id else None
-            repo = None if run is None else _repo(run, self.settings.tracking_uri)
+            repo = None if run is None else run_artifact_repo(run, self.settings.tracking_uri)
             raw = None if repo is None else _json(_read(repo, (CARD_STATE,))[CARD_STATE])
         description = read_state(raw)["config"].get("description")
         link = airflow_url(card_path(name, version))

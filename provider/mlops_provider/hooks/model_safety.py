@@ -167,18 +167,13 @@ def read_artifact(directory: str | os.PathLike[str], what: str) -> ModelArtifact
     The sklearn flavor of the model in ``directory`` (nothing deserialised). Its digest is the sha256
     of the lines ``<name>\\0<sha256 of the file>\\n`` for ``MLmodel`` and the serialised model file.
     """
-    import yaml
-
     root = Path(directory).resolve()
-    try:
-        meta = yaml.safe_load((root / "MLmodel").read_text(encoding="utf-8"))
-        flavor = meta["flavors"]["sklearn"]
-        relative = str(flavor["pickled_model"])
-    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+    if (found := _sklearn_flavor(root / "MLmodel")) is None:
         raise InvalidInputError(
             f"{what}: the artifact is not a scikit-learn model logged by MLflow (no readable sklearn "
             "flavor in its MLmodel); refusing to load it"
-        ) from None
+        )
+    flavor, relative = found
     data_file = (root / relative).resolve()
     if root not in data_file.parents or not data_file.is_file():
         raise InvalidInputError(f"{what}: MLmodel names the model file {relative!r}, not a file of the model")
@@ -315,17 +310,21 @@ def download_model(model_uri: str, dst: str) -> str:
     return dst
 
 
-def _model_file(mlmodel: Path) -> str | None:
-    """The sklearn flavor's model file named in ``mlmodel`` when it is a plain relative path, else None
-    (:func:`read_artifact` then says what is wrong)."""
+def _sklearn_flavor(mlmodel: Path) -> tuple[Any, str] | None:
+    """The sklearn flavor in an ``MLmodel`` file and the model file it names; None when unreadable."""
     import yaml
 
     try:
-        relative = str(
-            yaml.safe_load(mlmodel.read_text(encoding="utf-8"))["flavors"]["sklearn"]["pickled_model"]
-        )
+        flavor = yaml.safe_load(mlmodel.read_text(encoding="utf-8"))["flavors"]["sklearn"]
+        return flavor, str(flavor["pickled_model"])
     except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
         return None
+
+
+def _model_file(mlmodel: Path) -> str | None:
+    """The model file ``mlmodel`` names when it is a plain relative path, else None (:func:`read_artifact`
+    then says what is wrong)."""
+    relative = (_sklearn_flavor(mlmodel) or (None, ""))[1]
     parts = Path(relative).parts
     plain = bool(parts) and not relative.startswith(("/", "\\")) and ".." not in parts and ":" not in relative
     return relative if plain else None

@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any
 from mlops_provider.core import lineage
 from mlops_provider.core.scoring import ColumnSpec
 from mlops_provider.exceptions import InvalidInputError, MLflowRequestError
-from mlops_provider.hooks.mlflow import REFUSED_CODES, MLflowHook, error_code, is_mlflow_error
+from mlops_provider.hooks.mlflow import (
+    REFUSED_CODES,
+    MLflowHook,
+    download_listed,
+    error_code,
+    is_mlflow_error,
+    run_artifact_repo,
+)
 from mlops_provider.hooks.model_safety import (
     SHA256_TAG,
     ModelArtifact,
@@ -346,18 +353,13 @@ class MLflowModelHook(MLflowHook):
 
     def _run_file(self, run_id: str, path: str, dst: str) -> Path | None:
         """``path`` of the run's own artifacts downloaded into ``dst`` (inside a session); None when the
-        run has no such file. The run's artifact store is looked up once per hook (a ``runs:/`` URI
-        looks the run up again and searches its logged models on every download)."""
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
+        run has no such file. The run's artifact store is looked up once per hook."""
         if (repo := self._run_repos.get(run_id)) is None:
             with self.session() as client:
-                uri = client.get_run(run_id).info.artifact_uri
-                repo = self._run_repos[run_id] = get_artifact_repository(uri, self.settings.tracking_uri)
-        folder = path.rpartition("/")[0]
-        if not any(info.path == path and not info.is_dir for info in repo.list_artifacts(folder)):
-            return None
-        return Path(repo.download_artifacts(path, dst))
+                repo = self._run_repos[run_id] = run_artifact_repo(
+                    client.get_run(run_id), self.settings.tracking_uri
+                )
+        return download_listed(repo, (path,), dst)[path]
 
     def log_evaluation(
         self,

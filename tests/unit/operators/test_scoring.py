@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from conftest import mlflow_connection
-from support import cancer_csv, context
+from support import cancer_csv, context, crown
 
 from mlops_provider.hooks.registry import MLflowRegistryHook
 from mlops_provider.operators.scoring import BatchScoreOperator
@@ -39,18 +39,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]
             estimator="sklearn.tree.DecisionTreeClassifier",
             estimator_params={"max_depth": 2},
         ).execute(context("train"))["run_id"]
-        hook = MLflowRegistryHook()
-        hook.register_run("scored", run_id, {})
-        hook.move_alias(
-            model_name="scored",
-            alias="champion",
-            expected_old=None,
-            new_version="1",
-            why="first",
-            who="test",
-            action="promote",
-            lock_owner="test",
-        )
+        assert crown("scored", run_id, why="first") == "1"
         yield SimpleNamespace(tmp=tmp, run_id=run_id, rows=len(frame))
 
 
